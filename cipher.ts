@@ -1,0 +1,274 @@
+// Copyright 2026 the aesm authors. MIT license.
+/**
+ * The Noise `CipherState` for AES-256-GCM, and X25519 static keys, all on
+ * WebCrypto.
+ *
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CipherState } from "@aesm/aesm/cipher";
+ *
+ * const key = crypto.getRandomValues(new Uint8Array(32));
+ * const send = await CipherState.create(key);
+ * const receive = await CipherState.create(key);
+ * const ad = new Uint8Array(0);
+ * const ciphertext = await send.encryptWithAd(ad, new TextEncoder().encode("hi"));
+ * const plaintext = await receive.decryptWithAd(ad, ciphertext);
+ * assert.equal(new TextDecoder().decode(plaintext), "hi");
+ * ```
+ *
+ * @module
+ */
+
+import { assertBytes, type Bytes, copy, EMPTY } from "./_bytes.ts";
+import {
+  DHLEN,
+  exportRawPrivateKey,
+  importAesKey,
+  importDhKeyPair,
+  open,
+  seal,
+} from "./_primitives.ts";
+
+/** The reserved nonce 2^64 − 1: never used to encrypt a message, only by {@linkcode CipherState.rekey}. */
+export const MAX_NONCE: bigint = 0xffff_ffff_ffff_ffffn;
+
+/**
+ * Thrown when a ciphertext fails authentication: it was tampered with,
+ * truncated, or made under another key, nonce or associated data.
+ *
+ * @example Catching a failed decryption
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CipherState, DecryptionError } from "@aesm/aesm/cipher";
+ *
+ * const cipher = await CipherState.create(new Uint8Array(32));
+ * await assert.rejects(
+ *   cipher.decryptWithAd(new Uint8Array(0), new Uint8Array(16)),
+ *   DecryptionError,
+ * );
+ * ```
+ */
+export class DecryptionError extends Error {
+  /** Creates the error; `cause` is the underlying WebCrypto error. */
+  constructor(message = "Cannot decrypt: authentication failed", options?: ErrorOptions) {
+    super(message, options);
+    this.name = "DecryptionError";
+  }
+}
+
+/**
+ * A Noise `CipherState` (revision 34, section 5.1) for AES-256-GCM.
+ *
+ * The nonce is 4 zero bytes followed by the 64-bit big-endian counter `n`.
+ * A call takes its nonce when it is made, so calls may overlap and still use
+ * consecutive nonces in call order. The counter moves only on success: a call
+ * that fails gives its nonce back unless a later call has already taken the
+ * next one. Nonce 2^64 − 1 is reserved for {@linkcode CipherState.rekey}.
+ *
+ * @example Encrypting and decrypting
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CipherState } from "@aesm/aesm/cipher";
+ *
+ * const key = crypto.getRandomValues(new Uint8Array(32));
+ * const alice = await CipherState.create(key);
+ * const bob = await CipherState.create(key);
+ * const ad = new TextEncoder().encode("header");
+ * const sealed = await alice.encryptWithAd(ad, new Uint8Array([1, 2, 3]));
+ * assert.equal(sealed.length, 3 + 16);
+ * assert.deepEqual(await bob.decryptWithAd(ad, sealed), new Uint8Array([1, 2, 3]));
+ * assert.equal(alice.nonce, 1n);
+ * ```
+ */
+export class CipherState {
+  #key: CryptoKey | undefined;
+  #nonce = 0n;
+
+  /**
+   * Creates a `CipherState`, keyed when `key` is given.
+   *
+   * @param key A raw 32-byte AES-256 key; omitted, the state has no key and passes plaintext through.
+   * @returns The new state with its nonce at 0.
+   * @throws {RangeError} If `key` is not 32 bytes.
+   */
+  static async create(key?: Uint8Array): Promise<CipherState> {
+    const state = new CipherState();
+    if (key !== undefined) await state.initializeKey(key);
+    return state;
+  }
+
+  /**
+   * Noise `InitializeKey(key)`: sets the key and resets the nonce to 0.
+   *
+   * @param key A raw 32-byte AES-256 key.
+   * @throws {RangeError} If `key` is not 32 bytes.
+   */
+  async initializeKey(key: Uint8Array): Promise<void> {
+    assertBytes(key, "key", 32);
+    this.#key = await importAesKey(copy(key));
+    this.#nonce = 0n;
+  }
+
+  /**
+   * Noise `HasKey()`.
+   *
+   * @returns Whether the state has a key.
+   */
+  hasKey(): boolean {
+    return this.#key !== undefined;
+  }
+
+  /** The next nonce this state will use. */
+  get nonce(): bigint {
+    return this.#nonce;
+  }
+
+  /**
+   * Noise `SetNonce(nonce)`. Reusing a nonce under one key breaks AES-GCM:
+   * this exists for tests and for rolling back a failed handshake step.
+   *
+   * @param nonce A value from 0 to 2^64 − 1.
+   * @throws {RangeError} If `nonce` is out of range.
+   */
+  setNonce(nonce: bigint): void {
+    if (typeof nonce !== "bigint" || nonce < 0n || nonce > MAX_NONCE) {
+      throw new RangeError("Cannot set nonce: expected a bigint from 0 to 2^64 - 1");
+    }
+    this.#nonce = nonce;
+  }
+
+  /**
+   * Noise `EncryptWithAd(ad, plaintext)`.
+   *
+   * @param ad Associated data, authenticated but not encrypted.
+   * @param plaintext The bytes to encrypt.
+   * @returns The ciphertext with its 16-byte tag, or a copy of `plaintext` without a key.
+   * @throws {RangeError} If the nonce has reached 2^64 − 1.
+   */
+  async encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Promise<Bytes> {
+    assertBytes(ad, "ad");
+    assertBytes(plaintext, "plaintext");
+    const key = this.#key;
+    if (key === undefined) return copy(plaintext);
+    const n = this.#take("encrypt");
+    try {
+      return await seal(key, n, asBytes(ad), asBytes(plaintext));
+    } catch (error) {
+      this.#giveBack(n);
+      throw error;
+    }
+  }
+
+  /**
+   * Noise `DecryptWithAd(ad, ciphertext)`.
+   *
+   * @param ad The associated data the sender used.
+   * @param ciphertext The ciphertext with its 16-byte tag.
+   * @returns The plaintext, or a copy of `ciphertext` without a key.
+   * @throws {DecryptionError} If authentication fails; the nonce does not move.
+   * @throws {RangeError} If the nonce has reached 2^64 − 1.
+   */
+  async decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Promise<Bytes> {
+    assertBytes(ad, "ad");
+    assertBytes(ciphertext, "ciphertext");
+    const key = this.#key;
+    if (key === undefined) return copy(ciphertext);
+    const n = this.#take("decrypt");
+    try {
+      return await open(key, n, asBytes(ad), asBytes(ciphertext));
+    } catch (error) {
+      this.#giveBack(n);
+      throw new DecryptionError(undefined, { cause: error });
+    }
+  }
+
+  /**
+   * Noise `Rekey()`: the new key is the first 32 bytes of encrypting 32 zero
+   * bytes under nonce 2^64 − 1. The nonce is unchanged. Calls made before the
+   * returned promise settles use the old key.
+   *
+   * @throws {TypeError} If the state has no key.
+   */
+  async rekey(): Promise<void> {
+    const key = this.#key;
+    if (key === undefined) throw new TypeError("Cannot rekey: the cipher has no key");
+    const block = await seal(key, MAX_NONCE, EMPTY, new Uint8Array(32));
+    const next = block.slice(0, 32);
+    this.#key = await importAesKey(next);
+    next.fill(0);
+  }
+
+  #take(action: string): bigint {
+    const n = this.#nonce;
+    if (n >= MAX_NONCE) {
+      throw new RangeError(
+        `Cannot ${action}: the nonce space is exhausted, rekey or start a new session`,
+      );
+    }
+    this.#nonce = n + 1n;
+    return n;
+  }
+
+  #giveBack(n: bigint): void {
+    if (this.#nonce === n + 1n) this.#nonce = n;
+  }
+}
+
+/** A static X25519 key pair as raw bytes, ready to save and load. */
+export interface KeyPair {
+  /** The 32-byte public key, to share with peers. */
+  readonly publicKey: Uint8Array<ArrayBuffer>;
+  /** The 32-byte private scalar. Keep it secret. */
+  readonly privateKey: Uint8Array<ArrayBuffer>;
+}
+
+/**
+ * Generates a static X25519 key pair.
+ *
+ * @returns A new key pair as raw 32-byte keys.
+ *
+ * @example Generating and saving a key pair
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateKeyPair, keyPairFromPrivateKey } from "@aesm/aesm/cipher";
+ *
+ * const pair = await generateKeyPair();
+ * const loaded = await keyPairFromPrivateKey(pair.privateKey);
+ * assert.deepEqual(loaded.publicKey, pair.publicKey);
+ * ```
+ */
+export async function generateKeyPair(): Promise<KeyPair> {
+  const pair = await crypto.subtle.generateKey({ name: "X25519" }, true, [
+    "deriveBits",
+  ]) as CryptoKeyPair;
+  const publicKey = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+  const privateKey = await exportRawPrivateKey(pair.privateKey);
+  return { publicKey, privateKey };
+}
+
+/**
+ * Loads a key pair from a raw 32-byte X25519 private scalar, deriving the
+ * public key.
+ *
+ * @param privateKey The raw private scalar.
+ * @returns The key pair.
+ * @throws {RangeError} If `privateKey` is not 32 bytes.
+ *
+ * @example Deriving a public key
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { keyPairFromPrivateKey } from "@aesm/aesm/cipher";
+ *
+ * const pair = await keyPairFromPrivateKey(new Uint8Array(32).fill(7));
+ * assert.equal(pair.publicKey.length, 32);
+ * ```
+ */
+export async function keyPairFromPrivateKey(privateKey: Uint8Array): Promise<KeyPair> {
+  assertBytes(privateKey, "privateKey", DHLEN);
+  const { publicKey } = await importDhKeyPair(privateKey);
+  return { publicKey, privateKey: copy(privateKey) };
+}
+
+function asBytes(bytes: Uint8Array): Bytes {
+  return bytes.buffer instanceof ArrayBuffer ? bytes as Bytes : copy(bytes);
+}

@@ -1,0 +1,606 @@
+// Copyright 2026 the aesm authors. MIT license.
+/**
+ * The Noise handshake (revision 34, section 5): `SymmetricState` and
+ * `HandshakeState` for every fundamental and deferred pattern with any psk
+ * modifiers, on X25519, AES-256-GCM and SHA-256.
+ *
+ * @example An XX handshake between two in-memory peers
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateKeyPair, HandshakeState } from "@aesm/aesm";
+ *
+ * const protocolName = "Noise_XX_25519_AESGCM_SHA256";
+ * const alice = await HandshakeState.create({
+ *   protocolName,
+ *   initiator: true,
+ *   staticPrivateKey: (await generateKeyPair()).privateKey,
+ * });
+ * const bob = await HandshakeState.create({
+ *   protocolName,
+ *   initiator: false,
+ *   staticPrivateKey: (await generateKeyPair()).privateKey,
+ * });
+ * await bob.readMessage(await alice.writeMessage());
+ * await alice.readMessage(await bob.writeMessage());
+ * await bob.readMessage(await alice.writeMessage());
+ * assert.deepEqual(alice.handshakeHash, bob.handshakeHash);
+ * ```
+ *
+ * @module
+ */
+
+import { assertBytes, type Bytes, concat, copy, EMPTY } from "./_bytes.ts";
+import { parseProtocolName, type Pattern, type Token } from "./_patterns.ts";
+import {
+  dh,
+  type DhKeyPair,
+  DHLEN,
+  generateDhKeyPair,
+  hash,
+  HASHLEN,
+  hkdf,
+  importDhKeyPair,
+  TAGLEN,
+} from "./_primitives.ts";
+import { CipherState } from "./cipher.ts";
+
+/** The largest Noise message, handshake or transport, in bytes. */
+export const MAX_MESSAGE_LENGTH = 65535;
+
+/**
+ * Thrown when a handshake message is rejected: malformed, too short or too
+ * long, or failing authentication. The underlying error is in `cause`.
+ *
+ * @example Telling a rejected message apart
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { HandshakeError, HandshakeState } from "@aesm/aesm/handshake";
+ *
+ * const responder = await HandshakeState.create({
+ *   protocolName: "Noise_NN_25519_AESGCM_SHA256",
+ *   initiator: false,
+ * });
+ * await assert.rejects(responder.readMessage(new Uint8Array(5)), HandshakeError);
+ * ```
+ */
+export class HandshakeError extends Error {
+  /** Creates the error; `options.cause` holds what went wrong underneath. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "HandshakeError";
+  }
+}
+
+let snapshotOf: (state: SymmetricState) => () => void;
+
+/**
+ * A Noise `SymmetricState` (section 5.2): the chaining key `ck`, the
+ * handshake hash `h`, and a `CipherState`.
+ *
+ * @example Hashing a prologue
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SymmetricState } from "@aesm/aesm/handshake";
+ *
+ * const state = await SymmetricState.initialize("Noise_NN_25519_AESGCM_SHA256");
+ * await state.mixHash(new TextEncoder().encode("prologue"));
+ * assert.equal(state.getHandshakeHash().length, 32);
+ * ```
+ */
+export class SymmetricState {
+  #ck: Bytes;
+  #h: Bytes;
+  #cipher = new CipherState();
+
+  static {
+    snapshotOf = (state) => {
+      const { ck, h, cipher } = { ck: state.#ck, h: state.#h, cipher: state.#cipher };
+      const nonce = cipher.nonce;
+      return () => {
+        state.#ck = ck;
+        state.#h = h;
+        state.#cipher = cipher;
+        cipher.setNonce(nonce);
+      };
+    };
+  }
+
+  private constructor(h: Bytes) {
+    this.#h = h;
+    this.#ck = copy(h);
+  }
+
+  /**
+   * Noise `InitializeSymmetric(protocol_name)`.
+   *
+   * @param protocolName The full protocol name.
+   * @returns The state with `h` and `ck` set from the name.
+   */
+  static async initialize(protocolName: string): Promise<SymmetricState> {
+    const name = new TextEncoder().encode(protocolName);
+    const h = name.length <= HASHLEN
+      ? concat(name, new Uint8Array(HASHLEN - name.length))
+      : await hash(name);
+    return new SymmetricState(h);
+  }
+
+  /**
+   * Noise `MixKey(input_key_material)`.
+   *
+   * @param inputKeyMaterial Bytes to mix into the chaining key.
+   */
+  async mixKey(inputKeyMaterial: Uint8Array): Promise<void> {
+    const [ck, tempK] = await hkdf(this.#ck, copy(inputKeyMaterial), 2);
+    this.#ck = ck;
+    this.#cipher = await CipherState.create(tempK);
+    tempK.fill(0);
+  }
+
+  /**
+   * Noise `MixHash(data)`.
+   *
+   * @param data Bytes to mix into the handshake hash.
+   */
+  async mixHash(data: Uint8Array): Promise<void> {
+    this.#h = await hash(concat(this.#h, data));
+  }
+
+  /**
+   * Noise `MixKeyAndHash(input_key_material)`, used for pre-shared keys.
+   *
+   * @param inputKeyMaterial Bytes to mix into the chaining key and the hash.
+   */
+  async mixKeyAndHash(inputKeyMaterial: Uint8Array): Promise<void> {
+    const [ck, tempH, tempK] = await hkdf(this.#ck, copy(inputKeyMaterial), 3);
+    this.#ck = ck;
+    await this.mixHash(tempH);
+    this.#cipher = await CipherState.create(tempK);
+    tempK.fill(0);
+  }
+
+  /**
+   * Noise `GetHandshakeHash()`.
+   *
+   * @returns A copy of `h`.
+   */
+  getHandshakeHash(): Bytes {
+    return copy(this.#h);
+  }
+
+  /**
+   * Noise `EncryptAndHash(plaintext)`.
+   *
+   * @param plaintext The bytes to encrypt with `h` as associated data.
+   * @returns The ciphertext, or the plaintext while there is no key.
+   */
+  async encryptAndHash(plaintext: Uint8Array): Promise<Bytes> {
+    const ciphertext = await this.#cipher.encryptWithAd(this.#h, plaintext);
+    await this.mixHash(ciphertext);
+    return ciphertext;
+  }
+
+  /**
+   * Noise `DecryptAndHash(ciphertext)`.
+   *
+   * @param ciphertext The bytes to decrypt with `h` as associated data.
+   * @returns The plaintext.
+   * @throws {DecryptionError} If authentication fails.
+   */
+  async decryptAndHash(ciphertext: Uint8Array): Promise<Bytes> {
+    const plaintext = await this.#cipher.decryptWithAd(this.#h, ciphertext);
+    await this.mixHash(ciphertext);
+    return plaintext;
+  }
+
+  /** Whether the inner `CipherState` has a key. */
+  hasKey(): boolean {
+    return this.#cipher.hasKey();
+  }
+
+  /**
+   * Noise `Split()`: the two transport `CipherState`s, initiator-to-responder
+   * first. The chaining key is erased afterwards.
+   *
+   * @returns `[c1, c2]`.
+   */
+  async split(): Promise<[CipherState, CipherState]> {
+    const [k1, k2] = await hkdf(this.#ck, EMPTY, 2);
+    const pair: [CipherState, CipherState] = [
+      await CipherState.create(k1),
+      await CipherState.create(k2),
+    ];
+    k1.fill(0);
+    k2.fill(0);
+    this.#ck.fill(0);
+    this.#cipher = new CipherState();
+    return pair;
+  }
+}
+
+/** Options of {@linkcode HandshakeState.create}. */
+export interface HandshakeStateOptions {
+  /** The full protocol name, such as `Noise_XXpsk3_25519_AESGCM_SHA256`. */
+  protocolName: string;
+  /** Whether this side sends the first message. */
+  initiator: boolean;
+  /**
+   * Bytes both sides must agree on, hashed in before the first message.
+   *
+   * @default {new Uint8Array(0)}
+   */
+  prologue?: Uint8Array;
+  /** This side's static private key: a raw 32-byte X25519 scalar. */
+  staticPrivateKey?: Uint8Array;
+  /** A fixed ephemeral private key. For test vectors only: reusing one destroys security. */
+  ephemeralPrivateKey?: Uint8Array;
+  /** The peer's static public key, for patterns where it is known in advance. */
+  remoteStaticPublicKey?: Uint8Array;
+  /** Pre-shared 32-byte keys, in the order the pattern's psk tokens use them. */
+  psks?: Uint8Array[];
+}
+
+/** The two transport `CipherState`s of one side, named for that side. */
+export interface TransportCiphers {
+  /** Encrypts what this side sends. */
+  send: CipherState;
+  /** Decrypts what this side receives. */
+  receive: CipherState;
+}
+
+/**
+ * A Noise `HandshakeState` (section 5.3).
+ *
+ * `writeMessage` and `readMessage` are transactional: a call that throws
+ * leaves the state exactly as it was before the call, so a rejected message
+ * can be reported and the handshake abandoned (or, over a lossy transport,
+ * continued with the next message).
+ *
+ * @example A psk handshake, then transport messages
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateKeyPair, HandshakeState } from "@aesm/aesm";
+ *
+ * const psk = crypto.getRandomValues(new Uint8Array(32));
+ * const protocolName = "Noise_XXpsk3_25519_AESGCM_SHA256";
+ * const client = await HandshakeState.create({
+ *   protocolName,
+ *   initiator: true,
+ *   staticPrivateKey: (await generateKeyPair()).privateKey,
+ *   psks: [psk],
+ * });
+ * const server = await HandshakeState.create({
+ *   protocolName,
+ *   initiator: false,
+ *   staticPrivateKey: (await generateKeyPair()).privateKey,
+ *   psks: [psk],
+ * });
+ * await server.readMessage(await client.writeMessage());
+ * await client.readMessage(await server.writeMessage());
+ * await server.readMessage(await client.writeMessage());
+ * assert.ok(client.isComplete && server.isComplete);
+ *
+ * const c = await client.split();
+ * const s = await server.split();
+ * const ad = new Uint8Array(0);
+ * const sealed = await c.send.encryptWithAd(ad, new TextEncoder().encode("hello"));
+ * assert.equal(new TextDecoder().decode(await s.receive.decryptWithAd(ad, sealed)), "hello");
+ * ```
+ */
+export class HandshakeState {
+  #symmetric: SymmetricState;
+  #pattern: Pattern;
+  #initiator: boolean;
+  #s: DhKeyPair | undefined;
+  #e: DhKeyPair | undefined;
+  #fixedEphemeral: Uint8Array | undefined;
+  #rs: Bytes | undefined;
+  #re: Bytes | undefined;
+  #psks: Bytes[];
+  #pskIndex = 0;
+  #messageIndex = 0;
+  #split = false;
+
+  private constructor(
+    symmetric: SymmetricState,
+    pattern: Pattern,
+    options: HandshakeStateOptions,
+    s: DhKeyPair | undefined,
+  ) {
+    this.#symmetric = symmetric;
+    this.#pattern = pattern;
+    this.#initiator = options.initiator;
+    this.#s = s;
+    this.#fixedEphemeral = options.ephemeralPrivateKey;
+    this.#rs = options.remoteStaticPublicKey && copy(options.remoteStaticPublicKey);
+    this.#psks = (options.psks ?? []).map(copy);
+  }
+
+  /**
+   * Noise `Initialize()`: parses the protocol name, checks the keys the
+   * pattern needs, and hashes the prologue and pre-message keys.
+   *
+   * @param options The protocol, role and keys.
+   * @returns A state ready for the first message.
+   * @throws {TypeError} If the protocol name is malformed or unsupported, or a key the pattern needs is missing.
+   * @throws {RangeError} If a key is not 32 bytes, or the psks do not match the pattern's psk tokens.
+   */
+  static async create(options: HandshakeStateOptions): Promise<HandshakeState> {
+    if (typeof options !== "object" || options === null) {
+      throw new TypeError("Cannot create handshake: expected an options object");
+    }
+    const { protocolName, initiator } = options;
+    const { pattern } = parseProtocolName(protocolName);
+    if (typeof initiator !== "boolean") {
+      throw new TypeError("Cannot create handshake: initiator must be a boolean");
+    }
+    checkKeys(options, pattern);
+    const s = options.staticPrivateKey && await importDhKeyPair(options.staticPrivateKey);
+    const symmetric = await SymmetricState.initialize(protocolName);
+    await symmetric.mixHash(options.prologue ?? EMPTY);
+    const state = new HandshakeState(symmetric, pattern, options, s);
+    await state.#mixPreMessages();
+    return state;
+  }
+
+  /** Whether every handshake message has been written or read. */
+  get isComplete(): boolean {
+    return this.#messageIndex === this.#pattern.messages.length;
+  }
+
+  /**
+   * The handshake hash `h`, for channel binding.
+   *
+   * @throws {TypeError} If the handshake is not complete.
+   */
+  get handshakeHash(): Bytes {
+    if (!this.isComplete) {
+      throw new TypeError("Cannot read handshake hash: the handshake is not complete");
+    }
+    return this.#symmetric.getHandshakeHash();
+  }
+
+  /** The peer's static public key, once known. */
+  get remoteStaticPublicKey(): Bytes | undefined {
+    return this.#rs && copy(this.#rs);
+  }
+
+  /** This side's static public key, if it has one. */
+  get localStaticPublicKey(): Bytes | undefined {
+    return this.#s && copy(this.#s.publicKey);
+  }
+
+  /** Whether the next message is this side's to write. */
+  get isMyTurn(): boolean {
+    return !this.isComplete && this.#sender(this.#messageIndex) === this.#initiator;
+  }
+
+  /**
+   * Noise `WriteMessage(payload, message_buffer)`.
+   *
+   * @param payload Bytes to send with the message; encrypted once a key is set.
+   * @returns The handshake message.
+   * @throws {TypeError} If the handshake is complete or a message from the peer is due.
+   * @throws {RangeError} If the message would exceed 65535 bytes.
+   */
+  async writeMessage(payload: Uint8Array = EMPTY): Promise<Bytes> {
+    assertBytes(payload, "payload");
+    this.#checkTurn("write", true);
+    return await this.#transaction(async () => {
+      const parts: Uint8Array[] = [];
+      for (const token of this.#pattern.messages[this.#messageIndex]) {
+        await this.#writeToken(token, parts);
+      }
+      parts.push(await this.#symmetric.encryptAndHash(payload));
+      const message = concat(...parts);
+      if (message.length > MAX_MESSAGE_LENGTH) {
+        throw new RangeError(
+          `Cannot write message: ${message.length} bytes exceeds the Noise limit of ${MAX_MESSAGE_LENGTH}`,
+        );
+      }
+      this.#messageIndex++;
+      return message;
+    });
+  }
+
+  /**
+   * Noise `ReadMessage(message, payload_buffer)`.
+   *
+   * @param message The peer's handshake message.
+   * @returns The decrypted payload.
+   * @throws {TypeError} If the handshake is complete or it is this side's turn to write.
+   * @throws {HandshakeError} If the message is malformed or fails authentication; the state is unchanged.
+   */
+  async readMessage(message: Uint8Array): Promise<Bytes> {
+    assertBytes(message, "message");
+    this.#checkTurn("read", false);
+    if (message.length > MAX_MESSAGE_LENGTH) {
+      throw new HandshakeError(
+        `Cannot read message: ${message.length} bytes exceeds the Noise limit of ${MAX_MESSAGE_LENGTH}`,
+      );
+    }
+    return await this.#transaction(async () => {
+      const reader = { bytes: copy(message), offset: 0 };
+      for (const token of this.#pattern.messages[this.#messageIndex]) {
+        await this.#readToken(token, reader);
+      }
+      const payload = await this.#decrypt(reader.bytes.subarray(reader.offset), "payload");
+      this.#messageIndex++;
+      return payload;
+    });
+  }
+
+  /**
+   * Noise `Split()`, named for this side: `send` encrypts what it sends and
+   * `receive` decrypts what it receives. Erases the handshake's secrets.
+   *
+   * @returns The transport cipher states.
+   * @throws {TypeError} If the handshake is not complete, or was already split.
+   */
+  async split(): Promise<TransportCiphers> {
+    if (!this.isComplete) throw new TypeError("Cannot split: the handshake is not complete");
+    if (this.#split) throw new TypeError("Cannot split: the handshake was already split");
+    this.#split = true;
+    const [c1, c2] = await this.#symmetric.split();
+    this.#e = undefined;
+    this.#psks.forEach((psk) => psk.fill(0));
+    return this.#initiator ? { send: c1, receive: c2 } : { send: c2, receive: c1 };
+  }
+
+  async #mixPreMessages(): Promise<void> {
+    const { initiatorPreMessage, responderPreMessage } = this.#pattern;
+    for (
+      const [tokens, fromInitiator] of [[initiatorPreMessage, true], [
+        responderPreMessage,
+        false,
+      ]] as const
+    ) {
+      const mine = fromInitiator === this.#initiator;
+      for (const token of tokens) {
+        if (token === "s") await this.#symmetric.mixHash(mine ? this.#s!.publicKey : this.#rs!);
+        else throw new TypeError(`Cannot use pattern: unsupported pre-message token ${token}`);
+      }
+    }
+  }
+
+  async #writeToken(token: Token, parts: Uint8Array[]): Promise<void> {
+    switch (token) {
+      case "e": {
+        this.#e = this.#fixedEphemeral
+          ? await importDhKeyPair(this.#fixedEphemeral)
+          : await generateDhKeyPair();
+        parts.push(this.#e.publicKey);
+        await this.#mixEphemeral(this.#e.publicKey);
+        return;
+      }
+      case "s":
+        parts.push(await this.#symmetric.encryptAndHash(this.#s!.publicKey));
+        return;
+      case "psk":
+        return await this.#mixPsk();
+      default:
+        return await this.#mixDh(token);
+    }
+  }
+
+  async #readToken(token: Token, reader: { bytes: Bytes; offset: number }): Promise<void> {
+    switch (token) {
+      case "e": {
+        this.#re = take(reader, DHLEN, "ephemeral key");
+        await this.#mixEphemeral(this.#re);
+        return;
+      }
+      case "s": {
+        const length = this.#symmetric.hasKey() ? DHLEN + TAGLEN : DHLEN;
+        this.#rs = await this.#decrypt(take(reader, length, "static key"), "static key");
+        return;
+      }
+      case "psk":
+        return await this.#mixPsk();
+      default:
+        return await this.#mixDh(token);
+    }
+  }
+
+  async #mixEphemeral(publicKey: Bytes): Promise<void> {
+    await this.#symmetric.mixHash(publicKey);
+    if (this.#pattern.psk) await this.#symmetric.mixKey(publicKey);
+  }
+
+  async #mixPsk(): Promise<void> {
+    await this.#symmetric.mixKeyAndHash(this.#psks[this.#pskIndex++]);
+  }
+
+  // A DH token names the initiator's key first and the responder's second.
+  async #mixDh(token: Token): Promise<void> {
+    const [initiatorKey, responderKey] = token as "ee" | "es" | "se" | "ss";
+    const local = this.#initiator ? initiatorKey : responderKey;
+    const remote = this.#initiator ? responderKey : initiatorKey;
+    const pair = local === "e" ? this.#e : this.#s;
+    const publicKey = remote === "e" ? this.#re : this.#rs;
+    if (pair === undefined || publicKey === undefined) {
+      throw new HandshakeError(`Cannot perform ${token}: a key is missing`);
+    }
+    try {
+      await this.#symmetric.mixKey(await dh(pair.privateKey, publicKey));
+    } catch (error) {
+      throw new HandshakeError(`Cannot perform ${token}: the peer's key is invalid`, {
+        cause: error,
+      });
+    }
+  }
+
+  async #decrypt(ciphertext: Bytes, what: string): Promise<Bytes> {
+    try {
+      return await this.#symmetric.decryptAndHash(ciphertext);
+    } catch (error) {
+      throw new HandshakeError(`Cannot read ${what}: authentication failed`, { cause: error });
+    }
+  }
+
+  #sender(index: number): boolean {
+    return index % 2 === 0;
+  }
+
+  #checkTurn(action: "write" | "read", writing: boolean): void {
+    if (this.#split || this.isComplete) {
+      throw new TypeError(`Cannot ${action} message: the handshake is complete`);
+    }
+    if (this.isMyTurn !== writing) {
+      const due = writing ? "a message from the peer" : "a message from this side";
+      throw new TypeError(`Cannot ${action} message: ${due} is due`);
+    }
+  }
+
+  async #transaction<T>(step: () => Promise<T>): Promise<T> {
+    const restore = snapshotOf(this.#symmetric);
+    const saved = { e: this.#e, re: this.#re, rs: this.#rs, pskIndex: this.#pskIndex };
+    try {
+      return await step();
+    } catch (error) {
+      restore();
+      ({ e: this.#e, re: this.#re, rs: this.#rs, pskIndex: this.#pskIndex } = saved);
+      throw error;
+    }
+  }
+}
+
+function take(reader: { bytes: Bytes; offset: number }, length: number, what: string): Bytes {
+  if (reader.bytes.length - reader.offset < length) {
+    throw new HandshakeError(`Cannot read ${what}: the message is too short`);
+  }
+  const out = reader.bytes.slice(reader.offset, reader.offset + length);
+  reader.offset += length;
+  return out;
+}
+
+function checkKeys(options: HandshakeStateOptions, pattern: Pattern): void {
+  const { initiator } = options;
+  const sends = (fromInitiator: boolean) => fromInitiator === initiator;
+  const needsLocalStatic = pattern.initiatorPreMessage.includes("s") && initiator ||
+    pattern.responderPreMessage.includes("s") && !initiator ||
+    pattern.messages.some((tokens, i) => sends(i % 2 === 0) && tokens.includes("s"));
+  const needsRemoteStatic = pattern.initiatorPreMessage.includes("s") && !initiator ||
+    pattern.responderPreMessage.includes("s") && initiator;
+  for (const [name, value] of Object.entries(options)) {
+    if (name.endsWith("Key") && value !== undefined) assertBytes(value, name, DHLEN);
+  }
+  if (options.prologue !== undefined) assertBytes(options.prologue, "prologue");
+  if (needsLocalStatic && options.staticPrivateKey === undefined) {
+    throw new TypeError(`Cannot create handshake: ${options.protocolName} needs staticPrivateKey`);
+  }
+  if (needsRemoteStatic && options.remoteStaticPublicKey === undefined) {
+    throw new TypeError(
+      `Cannot create handshake: ${options.protocolName} needs remoteStaticPublicKey`,
+    );
+  }
+  const pskCount = pattern.messages.flat().filter((token) => token === "psk").length;
+  const psks = options.psks ?? [];
+  if (!Array.isArray(psks) || psks.length !== pskCount) {
+    throw new RangeError(
+      `Cannot create handshake: ${options.protocolName} needs ${pskCount} psks, got ${
+        Array.isArray(psks) ? psks.length : "none"
+      }`,
+    );
+  }
+  psks.forEach((psk, i) => assertBytes(psk, `psks[${i}]`, 32));
+}
