@@ -2,8 +2,33 @@
 /**
  * aesm: asynchronous, encrypted, message-oriented sockets for Deno.
  *
+ * A server listens on TCP; clients connect; each connection runs a Noise
+ * handshake (X25519, AES-256-GCM, SHA-256, all on WebCrypto) and then
+ * carries encrypted, length-framed messages. Received messages become
+ * packets in async-iterable queues.
+ *
+ * @example A server and a client on loopback
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientNetwork, ServerNetwork } from "@aesm/aesm";
+ *
+ * await using server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0 });
+ * await using client = await ClientNetwork.connect({ hostname: "127.0.0.1", port: server.port });
+ * await client.send("hello");
+ * const packet = await server.receive();
+ * assert.equal(packet?.data, "hello");
+ * assert.equal(packet?.address, client.localAddress);
+ * ```
+ *
  * @module
  */
 
+export * from "./activity.ts";
 export * from "./cipher.ts";
+export * from "./client.ts";
+export * from "./connection.ts";
+export * from "./errors.ts";
+export * from "./framing.ts";
 export * from "./handshake.ts";
+export * from "./queue.ts";
+export * from "./server.ts";

@@ -1,0 +1,84 @@
+// Copyright 2026 the aesm authors. MIT license.
+/**
+ * Checks of the options servers and clients share. Private.
+ *
+ * @module
+ */
+
+import { assertBytes, type Bytes, copy } from "./_bytes.ts";
+import { generateKeyPair, type KeyPair, keyPairFromPrivateKey } from "./cipher.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE } from "./connection.ts";
+
+/** The application name both sides use when none is given. */
+export const DEFAULT_APPLICATION_NAME = "aesm";
+/** Default handshake timeout, in milliseconds. */
+export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
+
+/** Checks a positive integer option, returning it or its default. */
+export function positive(
+  value: number | undefined,
+  name: string,
+  fallback: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1 || value > max) {
+    throw new RangeError(
+      `Cannot use option ${name}: expected an integer from 1 to ${max}, got ${value}`,
+    );
+  }
+  return value;
+}
+
+/** Checks a port number. */
+export function checkPort(port: unknown): number {
+  if (typeof port !== "number" || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new RangeError(`Cannot use port: expected an integer from 0 to 65535, got ${port}`);
+  }
+  return port;
+}
+
+/** Checks a hostname. */
+export function checkHostname(hostname: unknown): string {
+  if (typeof hostname !== "string" || hostname === "") {
+    throw new TypeError("Cannot use hostname: expected a non-empty string");
+  }
+  return hostname;
+}
+
+/** Checks the application name. */
+export function checkApplicationName(name: unknown): string {
+  if (name === undefined) return DEFAULT_APPLICATION_NAME;
+  if (typeof name !== "string" || name === "") {
+    throw new TypeError("Cannot use applicationName: expected a non-empty string");
+  }
+  return name;
+}
+
+/** Checks a pre-shared key. */
+export function checkPsk(psk: unknown): Bytes | undefined {
+  if (psk === undefined) return undefined;
+  assertBytes(psk, "psk", 32);
+  return copy(psk);
+}
+
+/** Checks the largest message size. */
+export function checkMaxMessageSize(value: number | undefined): number {
+  return positive(value, "maxMessageSize", DEFAULT_MAX_MESSAGE_SIZE, 0xffff_ffff);
+}
+
+/** Loads the given key pair (checking that its halves match) or makes one. */
+export async function loadKeyPair(keyPair: KeyPair | undefined): Promise<KeyPair> {
+  if (keyPair === undefined) return await generateKeyPair();
+  if (typeof keyPair !== "object" || keyPair === null) {
+    throw new TypeError("Cannot use keyPair: expected { publicKey, privateKey }");
+  }
+  const loaded = await keyPairFromPrivateKey(keyPair.privateKey);
+  if (keyPair.publicKey !== undefined) {
+    assertBytes(keyPair.publicKey, "keyPair.publicKey", 32);
+    if (!loaded.publicKey.every((byte, i) => byte === keyPair.publicKey[i])) {
+      throw new TypeError("Cannot use keyPair: the public key does not match the private key");
+    }
+  }
+  return loaded;
+}

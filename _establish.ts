@@ -1,0 +1,373 @@
+// Copyright 2026 the aesm authors. MIT license.
+/**
+ * Runs the aesm handshake over a TCP connection (`PROTOCOL.md`, "Connection
+ * establishment"), for either side. Private.
+ *
+ * @module
+ */
+
+import { type Bytes, concat, EMPTY, equal } from "./_bytes.ts";
+import { hash } from "./_primitives.ts";
+import type { CipherState, KeyPair } from "./cipher.ts";
+import { AuthenticationError, RefusedError, type RefuseReason, TimeoutError } from "./errors.ts";
+import {
+  encodeFrame,
+  encodeFrameHeader,
+  type Frame,
+  FrameDecoderStream,
+  FrameType,
+} from "./framing.ts";
+import { HandshakeError, HandshakeState } from "./handshake.ts";
+
+/** The preamble's magic: ASCII "aesm". */
+export const MAGIC = new Uint8Array([0x61, 0x65, 0x73, 0x6d]);
+/** The wire protocol version this code speaks. */
+export const VERSION = 1;
+/** Length of the client's preamble. */
+export const PREAMBLE_LENGTH = 16;
+/** The Noise protocols, by the preamble's protocol byte. */
+export const PROTOCOLS = [
+  "Noise_XX_25519_AESGCM_SHA256",
+  "Noise_XXpsk3_25519_AESGCM_SHA256",
+] as const;
+
+/** Refuse codes on the wire, by reason. */
+export const REFUSE_CODES: Record<Exclude<RefuseReason, "aborted">, number> = {
+  malformed: 0x01,
+  version: 0x02,
+  "protocol-mismatch": 0x03,
+  "application-mismatch": 0x04,
+  "handshake-failed": 0x05,
+  "psk-mismatch": 0x06,
+  unauthorized: 0x07,
+  "key-rejected": 0x08,
+  "server-full": 0x09,
+  timeout: 0x0a,
+};
+
+const AUTHENTICATION_REASONS: ReadonlySet<RefuseReason> = new Set([
+  "psk-mismatch",
+  "unauthorized",
+  "key-rejected",
+]);
+const MAX_REFUSE_DETAIL = 256;
+
+/** What both sides configure for the handshake. */
+export interface HandshakeConfig {
+  readonly applicationName: string;
+  readonly keyPair: KeyPair;
+  readonly psk: Bytes | undefined;
+  readonly maxMessageSize: number;
+}
+
+/** A finished handshake, ready for transport. */
+export interface Established {
+  /** The rest of the frame stream, unlocked. */
+  readonly frames: ReadableStream<Frame>;
+  readonly writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly send: CipherState;
+  readonly receive: CipherState;
+  readonly remotePublicKey: Bytes;
+  readonly handshakeHash: Bytes;
+  readonly peerMaxMessageSize: number;
+}
+
+/** A handshake error that says which refusal to send the peer. */
+function refusal(reason: RefuseReason, message: string, cause?: unknown): HandshakeError {
+  const options = cause === undefined ? { reason } : { reason, cause };
+  return AUTHENTICATION_REASONS.has(reason)
+    ? new AuthenticationError(message, options)
+    : new RefusedError(message, options);
+}
+
+/** Encodes a Refuse frame. */
+export function encodeRefuse(reason: RefuseReason, detail = ""): Bytes {
+  const code = reason === "aborted" ? REFUSE_CODES.malformed : REFUSE_CODES[reason];
+  const text = new TextEncoder().encode(detail).subarray(0, MAX_REFUSE_DETAIL);
+  return encodeFrame(FrameType.Refuse, concat(new Uint8Array([code]), text));
+}
+
+function decodeRefuse(body: Bytes, fromServer: boolean): HandshakeError {
+  const entry = Object.entries(REFUSE_CODES).find(([, code]) => code === body[0]);
+  const reason = (entry?.[0] ?? "malformed") as RefuseReason;
+  const detail = new TextDecoder().decode(body.subarray(1, 1 + MAX_REFUSE_DETAIL));
+  const who = fromServer ? "the server" : "the client";
+  return refusal(
+    reason,
+    `Cannot complete handshake: ${who} refused (${reason})${detail ? `: ${detail}` : ""}`,
+  );
+}
+
+/** The preamble for this configuration. */
+async function preamble(config: HandshakeConfig): Promise<Bytes> {
+  const tag = (await hash(new TextEncoder().encode(config.applicationName))).subarray(0, 8);
+  return concat(MAGIC, new Uint8Array([VERSION, config.psk ? 1 : 0, 0, 0]), tag);
+}
+
+function prologue(preambleBytes: Bytes, config: HandshakeConfig): Bytes {
+  return concat(preambleBytes, new TextEncoder().encode(config.applicationName));
+}
+
+function encodeParams(config: HandshakeConfig): Bytes {
+  const params = new Uint8Array(4);
+  new DataView(params.buffer).setUint32(0, config.maxMessageSize);
+  return params;
+}
+
+function decodeParams(payload: Bytes): number {
+  if (payload.length < 4) {
+    throw refusal("malformed", "Cannot complete handshake: the peer's parameters are too short");
+  }
+  return new DataView(payload.buffer, payload.byteOffset).getUint32(0);
+}
+
+async function createState(
+  config: HandshakeConfig,
+  initiator: boolean,
+  preambleBytes: Bytes,
+): Promise<HandshakeState> {
+  return await HandshakeState.create({
+    protocolName: PROTOCOLS[config.psk ? 1 : 0],
+    initiator,
+    prologue: prologue(preambleBytes, config),
+    staticPrivateKey: config.keyPair.privateKey,
+    psks: config.psk ? [config.psk] : [],
+  });
+}
+
+class Handshake {
+  readonly reader: ReadableStreamDefaultReader<Frame>;
+  readonly writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly frames: ReadableStream<Frame>;
+
+  constructor(readonly conn: Deno.Conn, preambleLength: number) {
+    this.frames = conn.readable.pipeThrough(new FrameDecoderStream({ preambleLength }));
+    this.reader = this.frames.getReader();
+    this.writer = conn.writable.getWriter();
+  }
+
+  async read(expected: string): Promise<Frame> {
+    let result: ReadableStreamReadResult<Frame>;
+    try {
+      result = await this.reader.read();
+    } catch (error) {
+      throw refusal(
+        "malformed",
+        `Cannot complete handshake: the connection failed while waiting for ${expected}`,
+        error,
+      );
+    }
+    if (result.done) {
+      throw refusal(
+        "aborted",
+        `Cannot complete handshake: the peer closed the connection before ${expected}`,
+      );
+    }
+    return result.value;
+  }
+
+  async write(bytes: Uint8Array): Promise<void> {
+    await this.writer.write(bytes);
+  }
+
+  /** Sends a refusal for `error` if it names one, best effort. */
+  async refuse(error: unknown): Promise<void> {
+    const reason = (error as { reason?: RefuseReason }).reason;
+    if (reason === undefined || reason === "aborted") return;
+    try {
+      await this.writer.write(encodeRefuse(reason));
+    } catch {
+      // The peer may be gone already; the refusal is a courtesy.
+    }
+  }
+
+  done(
+    send: CipherState,
+    receive: CipherState,
+    hs: HandshakeState,
+    peerMaxMessageSize: number,
+  ): Established {
+    this.reader.releaseLock();
+    return {
+      frames: this.frames,
+      writer: this.writer,
+      send,
+      receive,
+      remotePublicKey: hs.remoteStaticPublicKey!,
+      handshakeHash: hs.handshakeHash,
+      peerMaxMessageSize,
+    };
+  }
+}
+
+/** Options only the client has. */
+export interface ClientHandshakeConfig extends HandshakeConfig {
+  readonly serverPublicKey: Bytes | undefined;
+}
+
+/** Runs the initiator's side. On failure the connection is left for the caller to close. */
+export async function establishClient(
+  conn: Deno.Conn,
+  config: ClientHandshakeConfig,
+): Promise<Established> {
+  const io = new Handshake(conn, 0);
+  const preambleBytes = await preamble(config);
+  const hs = await createState(config, true, preambleBytes);
+  await io.write(concat(preambleBytes, encodeFrame(FrameType.Handshake, await hs.writeMessage())));
+  let peerMaxMessageSize: number;
+  try {
+    peerMaxMessageSize = decodeParams(
+      await readHandshake(io, hs, "the server's handshake message", true),
+    );
+    if (config.serverPublicKey && !equal(hs.remoteStaticPublicKey!, config.serverPublicKey)) {
+      throw refusal(
+        "key-rejected",
+        "Cannot connect: the server's public key is not the pinned one",
+      );
+    }
+  } catch (error) {
+    await io.refuse(error);
+    throw error;
+  }
+  await io.write(encodeFrame(FrameType.Handshake, await hs.writeMessage(encodeParams(config))));
+  const { send, receive } = await hs.split();
+  const accept = await io.read("the server's acceptance");
+  if (accept.type === FrameType.Refuse) throw decodeRefuse(accept.body, true);
+  if (accept.type !== FrameType.Transport) {
+    throw refusal("malformed", "Cannot complete handshake: expected the server's acceptance frame");
+  }
+  try {
+    const plaintext = await receive.decryptWithAd(accept.header, accept.body);
+    if (plaintext.length !== 0) throw new Error("the acceptance frame is not empty");
+  } catch (error) {
+    throw refusal(
+      "handshake-failed",
+      "Cannot complete handshake: the server's acceptance frame is invalid",
+      error,
+    );
+  }
+  return io.done(send, receive, hs, peerMaxMessageSize);
+}
+
+/** Options only the server has. */
+export interface ServerHandshakeConfig extends HandshakeConfig {
+  readonly authorize: (publicKey: Bytes) => boolean | Promise<boolean>;
+}
+
+/** Runs the responder's side. On failure the connection is left for the caller to close. */
+export async function establishServer(
+  conn: Deno.Conn,
+  config: ServerHandshakeConfig,
+): Promise<Established> {
+  const io = new Handshake(conn, PREAMBLE_LENGTH);
+  try {
+    const first = await io.read("the preamble");
+    const hs = await createState(config, false, await checkPreamble(first.body, config));
+    const message1 = await readHandshake(io, hs, "the client's first handshake message", false);
+    if (message1.length !== 0) {
+      throw refusal("malformed", "Cannot complete handshake: the first payload must be empty");
+    }
+    await io.write(encodeFrame(FrameType.Handshake, await hs.writeMessage(encodeParams(config))));
+    const params = await readHandshake(
+      io,
+      hs,
+      "the client's last handshake message",
+      false,
+      config.psk !== undefined,
+    );
+    const peerMaxMessageSize = decodeParams(params);
+    if (!await config.authorize(hs.remoteStaticPublicKey!)) {
+      throw refusal("unauthorized", "Cannot accept client: its public key is not authorized");
+    }
+    const { send, receive } = await hs.split();
+    const header = encodeFrameHeader(FrameType.Transport, 16);
+    await io.write(concat(header, await send.encryptWithAd(header, EMPTY)));
+    return io.done(send, receive, hs, peerMaxMessageSize);
+  } catch (error) {
+    await io.refuse(error);
+    throw error;
+  }
+}
+
+async function checkPreamble(body: Bytes, config: HandshakeConfig): Promise<Bytes> {
+  if (!equal(body.subarray(0, 4), MAGIC)) {
+    throw refusal("aborted", "Cannot accept client: not an aesm client (bad magic)");
+  }
+  if (body[4] !== VERSION) {
+    throw refusal("version", `Cannot accept client: unsupported version ${body[4]}`);
+  }
+  if (body[5] > 1 || body[6] !== 0 || body[7] !== 0) {
+    throw refusal("malformed", "Cannot accept client: malformed preamble");
+  }
+  const mine = await preamble(config);
+  if (body[5] !== mine[5]) {
+    const detail = config.psk
+      ? "the server requires a pre-shared key"
+      : "the server uses no pre-shared key";
+    throw refusal("protocol-mismatch", `Cannot accept client: ${detail}`);
+  }
+  if (!equal(body.subarray(8), mine.subarray(8))) {
+    throw refusal("application-mismatch", "Cannot accept client: it names another application");
+  }
+  return body;
+}
+
+async function readHandshake(
+  io: Handshake,
+  hs: HandshakeState,
+  expected: string,
+  fromServer: boolean,
+  psk = false,
+): Promise<Bytes> {
+  const frame = await io.read(expected);
+  if (frame.type === FrameType.Refuse) throw decodeRefuse(frame.body, fromServer);
+  if (frame.type !== FrameType.Handshake) {
+    throw refusal(
+      "malformed",
+      `Cannot complete handshake: expected ${expected}, got frame type ${frame.type}`,
+    );
+  }
+  try {
+    return await hs.readMessage(frame.body);
+  } catch (error) {
+    const reason: RefuseReason = error instanceof HandshakeError && psk
+      ? "psk-mismatch"
+      : "handshake-failed";
+    const why = reason === "psk-mismatch" ? " (wrong pre-shared key?)" : "";
+    throw refusal(
+      reason,
+      `Cannot complete handshake: ${expected} failed authentication${why}`,
+      error,
+    );
+  }
+}
+
+/**
+ * Runs `step` with a deadline and an optional signal. On either, rejects
+ * with a `TimeoutError` or `signal.reason`; the caller then closes the
+ * connection, which ends the step.
+ */
+export async function withDeadline<T>(
+  timeout: number,
+  signal: AbortSignal | undefined,
+  step: () => Promise<T>,
+): Promise<T> {
+  signal?.throwIfAborted();
+  const { promise: stopped, reject } = Promise.withResolvers<never>();
+  const timer = setTimeout(
+    () => reject(new TimeoutError(`Cannot complete handshake: no answer within ${timeout} ms`)),
+    timeout,
+  );
+  const onAbort = () => reject(signal!.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const work = step();
+  try {
+    return await Promise.race([work, stopped]);
+  } catch (error) {
+    work.catch(() => {});
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
+  }
+}

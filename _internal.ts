@@ -1,0 +1,46 @@
+// Copyright 2026 the aesm authors. MIT license.
+/**
+ * Package-internal hooks between public classes, kept out of the public API.
+ * Private.
+ *
+ * @module
+ */
+
+import type { Established } from "./_establish.ts";
+import type { CloseInfo, Connection, ConnectionOptions } from "./connection.ts";
+import type { Packet, PacketQueue } from "./queue.ts";
+
+/** What a server or client passes to make a connection. */
+export interface ConnectionInit {
+  readonly conn: Deno.Conn;
+  readonly established: Established;
+  readonly options: ConnectionOptions;
+  readonly queue: PacketQueue;
+  readonly onClose?: (connection: Connection, info: CloseInfo) => void;
+}
+
+/** The producer side of a packet queue. */
+export interface PacketSink {
+  /** Queues a packet; the promise, if any, settles once the queue is below its high-water mark. */
+  push(packet: Packet, size: number): Promise<void> | undefined;
+  /** Marks the end of the connection's packets. */
+  close(): void;
+}
+
+/** Filled in by `queue.ts` when it loads. */
+export const internals: {
+  sinkOf?: (queue: PacketQueue) => PacketSink;
+  openConnection?: (init: ConnectionInit) => Connection;
+} = {};
+
+/** Resolves or rejects like `promise`, or rejects with `signal.reason` on abort. */
+export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return promise;
+  signal.throwIfAborted();
+  const { promise: aborted, reject } = Promise.withResolvers<never>();
+  const onAbort = () => reject(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  return Promise.race([promise, aborted]).finally(() =>
+    signal.removeEventListener("abort", onAbort)
+  );
+}

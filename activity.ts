@@ -1,0 +1,135 @@
+// Copyright 2026 the aesm authors. MIT license.
+/**
+ * The server's log of connection activity: who connected, was refused or
+ * left, when, and why.
+ *
+ * @example Reading the log
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientNetwork, ServerNetwork } from "@aesm/aesm";
+ *
+ * await using server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0 });
+ * const client = await ClientNetwork.connect({ hostname: "127.0.0.1", port: server.port });
+ * const connected = await server.activity.receive();
+ * assert.equal(connected?.event, "connected");
+ * assert.equal(connected?.address, client.localAddress);
+ * await client.close();
+ * const left = await server.activity.receive();
+ * assert.equal(left?.event, "disconnected");
+ * assert.equal(left?.reason, "normal");
+ * ```
+ *
+ * @module
+ */
+
+import type { Bytes } from "./_bytes.ts";
+import { AsyncQueue } from "./_async_queue.ts";
+import type { CloseReason, RefuseReason } from "./errors.ts";
+import type { ReceiveOptions } from "./queue.ts";
+
+/** One entry of the activity log. */
+export interface ActivityRecord {
+  /** The peer's address, `host:port`. */
+  readonly address: string;
+  /** Whether the connection was accepted (false for a refusal). */
+  readonly accepted: boolean;
+  /** When it happened: milliseconds since the Unix epoch, by this side's clock. */
+  readonly time: number;
+  /** What happened. */
+  readonly event: "connected" | "refused" | "disconnected";
+  /** Why it was refused or ended; absent for `connected`. */
+  readonly reason?: RefuseReason | CloseReason;
+  /** For `disconnected`: whether it ended with an authenticated close. */
+  readonly clean?: boolean;
+  /** A sentence for people. */
+  readonly message: string;
+  /** The peer's static public key, once proven. */
+  readonly publicKey?: Bytes;
+}
+
+/** Default {@linkcode ActivityLog} capacity. */
+export const DEFAULT_ACTIVITY_LIMIT = 10_000;
+
+/**
+ * The activity log: the oldest unread record first. It keeps at most `limit`
+ * unread records; past that the oldest are dropped and counted in `dropped`,
+ * so that a flood of refused connections cannot grow memory.
+ */
+export class ActivityLog implements AsyncIterable<ActivityRecord> {
+  #queue = new AsyncQueue<ActivityRecord>();
+  #limit: number;
+  #dropped = 0;
+
+  /**
+   * Creates an empty log. Servers make their own.
+   *
+   * @param limit The most unread records kept.
+   * @throws {RangeError} If `limit` is not a positive integer.
+   */
+  constructor(limit: number = DEFAULT_ACTIVITY_LIMIT) {
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new RangeError(
+        `Cannot create activity log: limit must be a positive integer, got ${limit}`,
+      );
+    }
+    this.#limit = limit;
+  }
+
+  /** How many records are unread. */
+  get length(): number {
+    return this.#queue.length;
+  }
+
+  /** How many unread records were dropped because the log was full. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /**
+   * Takes the oldest unread record (the original's `connections.activity()`).
+   *
+   * @returns The record, or `undefined` if there is none.
+   */
+  next(): ActivityRecord | undefined {
+    return this.#queue.shift();
+  }
+
+  /**
+   * Looks at the unread record at `index` without taking it.
+   *
+   * @param index The position, 0 for the oldest; negative counts from the newest.
+   * @returns The record, if any.
+   */
+  at(index: number): ActivityRecord | undefined {
+    return this.#queue.at(index);
+  }
+
+  /**
+   * Takes the oldest unread record, waiting for one.
+   *
+   * @param options A signal to stop waiting.
+   * @returns The record, or `undefined` once the server has stopped and the log is read.
+   */
+  receive(options: ReceiveOptions = {}): Promise<ActivityRecord | undefined> {
+    return this.#queue.receive(options.signal);
+  }
+
+  /** Takes records as they come, until the server stops and the log is read. */
+  [Symbol.asyncIterator](): AsyncIterator<ActivityRecord> {
+    return this.#queue.drain();
+  }
+
+  /** @internal Appends a record. */
+  add(record: ActivityRecord): void {
+    if (this.#queue.length >= this.#limit) {
+      this.#queue.shift();
+      this.#dropped++;
+    }
+    this.#queue.push(record);
+  }
+
+  /** @internal Ends the log: waiting readers get `undefined`. */
+  close(): void {
+    this.#queue.close();
+  }
+}

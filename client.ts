@@ -1,0 +1,289 @@
+// Copyright 2026 the aesm authors. MIT license.
+/**
+ * The client: connects to a server, runs the handshake, and keeps the
+ * packets it receives.
+ *
+ * @example Pinning the server's key
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientNetwork, ServerNetwork } from "@aesm/aesm";
+ *
+ * await using server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0 });
+ * await using client = await ClientNetwork.connect({
+ *   hostname: "127.0.0.1",
+ *   port: server.port,
+ *   serverPublicKey: server.publicKey,
+ * });
+ * assert.deepEqual(client.remotePublicKey, server.publicKey);
+ * ```
+ *
+ * @module
+ */
+
+import type { Bytes } from "./_bytes.ts";
+import {
+  checkApplicationName,
+  checkHostname,
+  checkMaxMessageSize,
+  checkPort,
+  checkPsk,
+  DEFAULT_HANDSHAKE_TIMEOUT,
+  loadKeyPair,
+  positive,
+} from "./_config.ts";
+import { establishClient, withDeadline } from "./_establish.ts";
+import { internals } from "./_internal.ts";
+import { assertBytes, copy } from "./_bytes.ts";
+import type { KeyPair } from "./cipher.ts";
+import type { CloseInfo, CloseOptions, Connection, ConnectionOptions } from "./connection.ts";
+import { type Packet, PacketQueue, type ReceiveOptions } from "./queue.ts";
+
+/** Options of {@linkcode ClientNetwork}. */
+export interface ClientOptions extends ConnectionOptions {
+  /**
+   * The server's address.
+   *
+   * @default {"127.0.0.1"}
+   */
+  hostname?: string;
+  /** The server's port. */
+  port: number;
+  /**
+   * The application name, bound into the handshake: the server must use the same.
+   *
+   * @default {"aesm"}
+   */
+  applicationName?: string;
+  /** The client's static key pair; generated when absent. */
+  keyPair?: KeyPair;
+  /** A 32-byte pre-shared key; the server must have the same one. */
+  psk?: Uint8Array;
+  /** The server's public key: any other is refused with an `AuthenticationError`. */
+  serverPublicKey?: Uint8Array;
+  /**
+   * Milliseconds to connect and complete the handshake.
+   *
+   * @default {10000}
+   */
+  handshakeTimeout?: number;
+  /** Aborts connecting; the connect rejects with `signal.reason`. */
+  signal?: AbortSignal;
+}
+
+/**
+ * An aesm client: one encrypted connection to a server.
+ *
+ * Without `serverPublicKey` or a `psk`, the client does not know whom it
+ * talks to: the channel is encrypted and forward-secret, but a man in the
+ * middle could run it. Pin the server's key, or share a psk, to rule that out.
+ */
+export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
+  /** The packets received, oldest first (the original's `retrieved`). */
+  readonly retrieved: PacketQueue;
+  /** Resolves once connected; rejects with why connecting failed. */
+  readonly ready: Promise<void>;
+  #connection: Connection | undefined;
+  #keyPair: KeyPair | undefined;
+
+  /**
+   * Connects to `hostname:port` (the original's `ClientNetwork(host, port)`).
+   * Sending waits until connected; `ready` tells when.
+   *
+   * @param hostname The server's address.
+   * @param port The server's port.
+   * @param options Everything else.
+   * @throws {TypeError} If an option has the wrong type.
+   * @throws {RangeError} If a number is out of range.
+   */
+  constructor(
+    hostname: string,
+    port: number,
+    options: Omit<ClientOptions, "hostname" | "port"> = {},
+  ) {
+    const config = {
+      hostname: checkHostname(hostname),
+      port: checkPort(port),
+      applicationName: checkApplicationName(options.applicationName),
+      psk: checkPsk(options.psk),
+      maxMessageSize: checkMaxMessageSize(options.maxMessageSize),
+      handshakeTimeout: positive(
+        options.handshakeTimeout,
+        "handshakeTimeout",
+        DEFAULT_HANDSHAKE_TIMEOUT,
+      ),
+      serverPublicKey: options.serverPublicKey &&
+        (assertBytes(options.serverPublicKey, "serverPublicKey", 32),
+          copy(options.serverPublicKey)),
+    };
+    this.retrieved = new PacketQueue(options);
+    this.ready = this.#connect(config, options);
+    this.ready.catch(() => internals.sinkOf!(this.retrieved).close());
+  }
+
+  /**
+   * Connects and waits for the handshake.
+   *
+   * @param options Where to connect, and everything else.
+   * @returns The connected client.
+   * @throws {HandshakeError} If the handshake fails; an `AuthenticationError` if authentication does.
+   * @throws {TimeoutError} If it takes longer than `handshakeTimeout`.
+   */
+  static async connect(options: ClientOptions): Promise<ClientNetwork> {
+    const client = new ClientNetwork(options.hostname ?? "127.0.0.1", options.port, options);
+    await client.ready;
+    return client;
+  }
+
+  /**
+   * The connection, once connected.
+   *
+   * @throws {TypeError} Before `ready` resolves.
+   */
+  get connection(): Connection {
+    if (this.#connection === undefined) {
+      throw new TypeError("Cannot use the connection: await client.ready first");
+    }
+    return this.#connection;
+  }
+
+  /** The server's address, `host:port`. */
+  get address(): string {
+    return this.connection.address;
+  }
+
+  /** This side's address, `host:port`: how the server names this client. */
+  get localAddress(): string {
+    return this.connection.localAddress;
+  }
+
+  /** This client's static public key. */
+  get publicKey(): Bytes {
+    if (this.#keyPair === undefined) {
+      throw new TypeError("Cannot read publicKey: await client.ready first");
+    }
+    return this.#keyPair.publicKey;
+  }
+
+  /** The server's static public key, as proven in the handshake. */
+  get remotePublicKey(): Bytes {
+    return this.connection.remotePublicKey;
+  }
+
+  /** The Noise handshake hash, the same on both sides. */
+  get handshakeHash(): Bytes {
+    return this.connection.handshakeHash;
+  }
+
+  /** Resolves once the connection has ended, with why. */
+  get closed(): Promise<CloseInfo> {
+    return this.ready.then(() => this.connection.closed);
+  }
+
+  /**
+   * Sends a message, waiting to be connected first.
+   *
+   * @param data A string or bytes.
+   * @throws {MessageTooLargeError} If it exceeds the server's limit.
+   * @throws {ConnectionClosedError} If the connection is closed.
+   */
+  async send(data: string | Uint8Array): Promise<void> {
+    if (this.#connection === undefined) await this.ready;
+    await this.#connection!.send(data);
+  }
+
+  /**
+   * Sends a message (the original's `sendData`); see {@linkcode ClientNetwork.send}.
+   *
+   * @param data A string or bytes.
+   */
+  sendData(data: string | Uint8Array): Promise<void> {
+    return this.send(data);
+  }
+
+  /** Waits until every message sent so far is written to the socket. */
+  async flush(): Promise<void> {
+    await this.ready;
+    await this.connection.flush();
+  }
+
+  /**
+   * Takes the next packet, waiting for one.
+   *
+   * @param options A signal to stop waiting.
+   * @returns The packet, or `undefined` once the connection has ended and every packet was taken.
+   */
+  receive(options?: ReceiveOptions): Promise<Packet | undefined> {
+    return this.retrieved.receive(options);
+  }
+
+  /** Takes packets as they arrive until the connection ends. */
+  [Symbol.asyncIterator](): AsyncIterator<Packet> {
+    return this.retrieved[Symbol.asyncIterator]();
+  }
+
+  /**
+   * Closes the connection cleanly, flushing what was sent. Idempotent.
+   *
+   * @param options The reason and message for the server.
+   * @returns How the connection ended.
+   */
+  async close(options?: CloseOptions): Promise<CloseInfo> {
+    try {
+      await this.ready;
+    } catch (error) {
+      return { reason: "aborted", clean: false, by: "local", message: "never connected", error };
+    }
+    return await this.connection.close(options);
+  }
+
+  /** Closes the connection (the original's `stop()`); see {@linkcode ClientNetwork.close}. */
+  async stop(): Promise<void> {
+    await this.close();
+  }
+
+  /** Closes the connection; see {@linkcode ClientNetwork.close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #connect(
+    config: {
+      hostname: string;
+      port: number;
+      applicationName: string;
+      psk: Bytes | undefined;
+      maxMessageSize: number;
+      handshakeTimeout: number;
+      serverPublicKey: Bytes | undefined;
+    },
+    options: ConnectionOptions & { keyPair?: KeyPair; signal?: AbortSignal },
+  ): Promise<void> {
+    await Promise.resolve();
+    this.#keyPair = await loadKeyPair(options.keyPair);
+    const signal = options.signal;
+    signal?.throwIfAborted();
+    const conn = await Deno.connect({ hostname: config.hostname, port: config.port, signal });
+    try {
+      signal?.throwIfAborted();
+      conn.setNoDelay(true);
+      const established = await withDeadline(
+        config.handshakeTimeout,
+        signal,
+        () => establishClient(conn, { ...config, keyPair: this.#keyPair! }),
+      );
+      this.#connection = internals.openConnection!({
+        conn,
+        established,
+        options: { ...options, maxMessageSize: config.maxMessageSize },
+        queue: this.retrieved,
+      });
+    } catch (error) {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,526 @@
+// Copyright 2026 the aesm authors. MIT license.
+/**
+ * An established, encrypted connection: what a server holds for each client
+ * and what a client holds to its server.
+ *
+ * @example Sending both ways, then closing cleanly
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientNetwork, ServerNetwork } from "@aesm/aesm";
+ *
+ * await using server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0 });
+ * await using client = await ClientNetwork.connect({ hostname: "127.0.0.1", port: server.port });
+ * const connection = await server.accept();
+ * await connection.send(new Uint8Array([1, 2, 3]));
+ * const packet = await client.receive();
+ * assert.deepEqual(packet?.data, new Uint8Array([1, 2, 3]));
+ * const info = await client.close();
+ * assert.equal(info.reason, "normal");
+ * assert.equal((await connection.closed).clean, true);
+ * ```
+ *
+ * @module
+ */
+
+import type { Bytes } from "./_bytes.ts";
+import { DecryptStream } from "./_decrypt_stream.ts";
+import type { Established } from "./_establish.ts";
+import { type ConnectionInit, internals, type PacketSink } from "./_internal.ts";
+import {
+  CloseCode,
+  type CloseCodeName,
+  OversizeError,
+  RecordBatcher,
+  RecordDecoderStream,
+  type RecordEvent,
+  RecordType,
+} from "./_record.ts";
+import { TAGLEN } from "./_primitives.ts";
+import {
+  type CloseReason,
+  ConnectionClosedError,
+  MessageTooLargeError,
+  ProtocolError,
+  TimeoutError,
+} from "./errors.ts";
+import { encodeFrameHeader, FrameType } from "./framing.ts";
+import type { Packet, PacketQueue, ReceiveOptions } from "./queue.ts";
+import "./queue.ts"; // Registers the queue internals this module uses.
+
+/** Default {@linkcode ConnectionOptions.maxMessageSize}: 16 MiB. */
+export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
+
+/** Options every connection takes, on either side. */
+export interface ConnectionOptions {
+  /**
+   * The largest message this side accepts, in bytes (at most 2^32 − 1). The
+   * peer learns it in the handshake and refuses to send more.
+   *
+   * @default {16777216}
+   */
+  maxMessageSize?: number;
+  /**
+   * Bytes of received messages queued before the connection stops reading
+   * its socket.
+   *
+   * @default {4194304}
+   */
+  highWaterMark?: number;
+  /**
+   * Bytes of sent messages buffered and not yet written to the socket before
+   * `send()` waits.
+   *
+   * @default {1048576}
+   */
+  writeHighWaterMark?: number;
+  /**
+   * Bytes of plaintext sent under one key before that direction rekeys.
+   *
+   * @default {1073741824}
+   */
+  rekeyAfterBytes?: number;
+  /**
+   * Milliseconds `close()` waits to flush and for the peer's close before it
+   * cuts the connection.
+   *
+   * @default {5000}
+   */
+  closeTimeout?: number;
+  /**
+   * Milliseconds a socket write may make no progress (the peer reads
+   * nothing) before the connection is closed with reason `"timeout"`.
+   *
+   * @default {30000}
+   */
+  writeTimeout?: number;
+}
+
+/** Why and how a connection ended. */
+export interface CloseInfo {
+  /** The reason, as in the activity log. */
+  readonly reason: CloseReason;
+  /** Whether it ended with an authenticated close from both sides' point of view (not cut or failed). */
+  readonly clean: boolean;
+  /** Which side ended it. */
+  readonly by: "local" | "remote";
+  /** A sentence for people. */
+  readonly message: string;
+  /** The underlying error, if one ended it. */
+  readonly error?: unknown;
+}
+
+/** Options of {@linkcode Connection.close}. */
+export interface CloseOptions {
+  /**
+   * The reason sent to the peer.
+   *
+   * @default {"normal"}
+   */
+  reason?: "normal" | "shutdown";
+  /** A short UTF-8 explanation sent with it (at most 256 bytes). */
+  message?: string;
+}
+
+const DEPTH = 4;
+const MAX_CLOSE_MESSAGE = 256;
+const encoder = new TextEncoder();
+
+/**
+ * One encrypted connection. Created by `ServerNetwork` and `ClientNetwork`.
+ *
+ * `send()` resolves once the message is accepted into the connection's
+ * write buffer, which holds at most `writeHighWaterMark` bytes: a caller that
+ * awaits each send never outruns the socket. A resolved send is delivered
+ * unless the connection fails; then `closed` resolves with an unclean
+ * reason, and `flush()` and later sends reject with `ConnectionClosedError`.
+ */
+export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
+  /** The peer's address, `host:port` (`[::1]:port` for IPv6). */
+  readonly address: string;
+  /** This side's address, `host:port`. */
+  readonly localAddress: string;
+  /** The peer's static public key, as proven in the handshake. */
+  readonly remotePublicKey: Bytes;
+  /** The Noise handshake hash, the same on both sides: a channel binding. */
+  readonly handshakeHash: Bytes;
+  /** The largest message the peer accepts. */
+  readonly peerMaxMessageSize: number;
+  /** The packets received, oldest first (the original's `data`). */
+  readonly data: PacketQueue;
+  /** Resolves once the connection has ended, with why. Never rejects. */
+  readonly closed: Promise<CloseInfo>;
+
+  #conn: Deno.Conn;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #established: Established;
+  #sink: PacketSink;
+  #onClose: ((connection: Connection, info: CloseInfo) => void) | undefined;
+  #batcher = new RecordBatcher();
+  #writeHighWaterMark: number;
+  #rekeyAfterBytes: number;
+  #closeTimeout: number;
+  #writeTimeout: number;
+  #unwritten = 0;
+  #sinceRekey = 0;
+  #pumping = false;
+  #drain: PromiseWithResolvers<void> | undefined;
+  #flushed: PromiseWithResolvers<void> | undefined;
+  #state: "open" | "closing" | "closed" = "open";
+  #info: CloseInfo | undefined;
+  #readEnded = Promise.withResolvers<void>();
+  #done = Promise.withResolvers<CloseInfo>();
+
+  static {
+    internals.openConnection = (init: ConnectionInit) => new Connection(init);
+  }
+
+  private constructor(init: ConnectionInit) {
+    const { conn, established, options, queue } = init;
+    this.#conn = conn;
+    this.#established = established;
+    this.#writer = established.writer;
+    this.#onClose = init.onClose;
+    this.data = queue;
+    this.#sink = internals.sinkOf!(queue);
+    this.address = formatAddress(conn.remoteAddr);
+    this.localAddress = formatAddress(conn.localAddr);
+    this.remotePublicKey = established.remotePublicKey;
+    this.handshakeHash = established.handshakeHash;
+    this.peerMaxMessageSize = established.peerMaxMessageSize;
+    this.#writeHighWaterMark = options.writeHighWaterMark ?? 1024 * 1024;
+    this.#rekeyAfterBytes = options.rekeyAfterBytes ?? 2 ** 30;
+    this.#closeTimeout = options.closeTimeout ?? 5000;
+    this.#writeTimeout = options.writeTimeout ?? 30000;
+    this.closed = this.#done.promise;
+    this.#read(options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE);
+  }
+
+  /** Whether the connection has ended or is closing. */
+  get isClosed(): boolean {
+    return this.#state !== "open";
+  }
+
+  /**
+   * Sends one message: a string arrives as a string, bytes as bytes.
+   *
+   * @param data The message. Bytes are copied before this returns, so the caller may reuse them.
+   * @throws {TypeError} If `data` is neither a string nor a `Uint8Array`.
+   * @throws {MessageTooLargeError} If the message exceeds the peer's `maxMessageSize`.
+   * @throws {ConnectionClosedError} If the connection is closed or fails while the send waits.
+   */
+  async send(data: string | Uint8Array): Promise<void> {
+    const text = typeof data === "string";
+    if (!text && !(data instanceof Uint8Array)) {
+      throw new TypeError("Cannot send message: expected a string or a Uint8Array");
+    }
+    this.#checkOpen("send message");
+    const bytes = text ? encoder.encode(data) : data;
+    if (bytes.length > this.peerMaxMessageSize) {
+      throw new MessageTooLargeError(bytes.length, this.peerMaxMessageSize);
+    }
+    const before = this.#batcher.bytes;
+    this.#batcher.addMessage(bytes, text, Date.now());
+    this.#unwritten += this.#batcher.bytes - before;
+    this.#pump();
+    if (this.#unwritten >= this.#writeHighWaterMark) {
+      this.#drain ??= Promise.withResolvers<void>();
+      await this.#drain.promise;
+    }
+  }
+
+  /**
+   * Waits until every message sent so far is written to the socket.
+   *
+   * @throws {ConnectionClosedError} If the connection ended before they were written.
+   */
+  async flush(): Promise<void> {
+    if (this.#unwritten === 0 && !this.#pumping) {
+      if (this.#state === "closed" && this.#info && !this.#info.clean) {
+        throw this.#closedError("flush");
+      }
+      return;
+    }
+    this.#flushed ??= Promise.withResolvers<void>();
+    await this.#flushed.promise;
+  }
+
+  /**
+   * Takes the next packet, waiting for one.
+   *
+   * @param options A signal to stop waiting.
+   * @returns The packet, or `undefined` once the connection has ended and every packet was taken.
+   */
+  receive(options?: ReceiveOptions): Promise<Packet | undefined> {
+    return this.data.receive(options);
+  }
+
+  /**
+   * Closes the connection cleanly: what was sent is flushed, an
+   * authenticated close goes to the peer, and the socket closes once the peer
+   * answers or `closeTimeout` passes. Idempotent.
+   *
+   * @param options The reason and message for the peer.
+   * @returns How the connection ended.
+   */
+  close(options: CloseOptions = {}): Promise<CloseInfo> {
+    if (this.#state === "open") {
+      const reason = options.reason ?? "normal";
+      this.#shutdown({
+        reason,
+        clean: true,
+        by: "local",
+        message: options.message ?? "closed by this side",
+      });
+    }
+    return this.closed;
+  }
+
+  /** Closes the connection; see {@linkcode Connection.close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Takes packets as they arrive until the connection ends. */
+  [Symbol.asyncIterator](): AsyncIterator<Packet> {
+    return this.data[Symbol.asyncIterator]();
+  }
+
+  #checkOpen(action: string): void {
+    if (this.#state !== "open") throw this.#closedError(action);
+  }
+
+  #closedError(action: string): ConnectionClosedError {
+    const info = this.#info;
+    const reason = info?.reason ?? "normal";
+    return new ConnectionClosedError(`Cannot ${action}: the connection is closed (${reason})`, {
+      reason,
+      cause: info?.error,
+    });
+  }
+
+  // Read side: frames -> decrypt -> records -> queue.
+  #read(maxMessageSize: number): void {
+    const sink = new WritableStream<RecordEvent>({ write: (event) => this.#onRecord(event) });
+    this.#established.frames
+      .pipeThrough(new DecryptStream(this.#established.receive))
+      .pipeThrough(new RecordDecoderStream(maxMessageSize))
+      .pipeTo(sink)
+      .then(() => this.#onReadEnd(undefined), (error) => this.#onReadEnd(error));
+  }
+
+  #onRecord(event: RecordEvent): Promise<void> | undefined {
+    if (event.kind === "message") {
+      if (this.#state === "closed") return undefined;
+      return this.#sink.push(
+        { time: event.time, data: event.data, address: this.address },
+        event.size,
+      );
+    }
+    const name = (Object.entries(CloseCode).find(([, code]) => code === event.code)?.[0] ??
+      "normal") as CloseCodeName;
+    if (this.#state === "open") {
+      const message = event.reason || `closed by the peer (${name})`;
+      this.#shutdown({ reason: name, clean: true, by: "remote", message });
+    }
+    this.#readEnded.resolve();
+    return undefined;
+  }
+
+  #onReadEnd(error: unknown): void {
+    this.#readEnded.resolve();
+    if (this.#state !== "open") return;
+    if (error === undefined) {
+      this.#fail({
+        reason: "truncated",
+        clean: false,
+        by: "remote",
+        message: "the peer cut the connection without a close",
+      }, false);
+    } else if (error instanceof OversizeError) {
+      this.#fail({
+        reason: "message-too-large",
+        clean: false,
+        by: "local",
+        message: error.message,
+        error,
+      }, true);
+    } else if (error instanceof ProtocolError) {
+      this.#fail({
+        reason: "protocol-error",
+        clean: false,
+        by: "local",
+        message: error.message,
+        error,
+      }, true);
+    } else {
+      this.#fail({
+        reason: "reset",
+        clean: false,
+        by: "remote",
+        message: "the connection was reset",
+        error,
+      }, false);
+    }
+  }
+
+  #queueClose(reason: CloseReason, message: string): void {
+    const code = (CloseCode as Record<string, number>)[reason] ?? CloseCode["internal-error"];
+    const text = encoder.encode(message).subarray(0, MAX_CLOSE_MESSAGE);
+    const body = new Uint8Array(1 + text.length);
+    body[0] = code;
+    body.set(text, 1);
+    const before = this.#batcher.bytes;
+    this.#batcher.addControl(RecordType.Close, body);
+    this.#unwritten += this.#batcher.bytes - before;
+    this.#pump();
+  }
+
+  // A clean close, from either side: flush, send our close, wait for theirs.
+  async #shutdown(info: CloseInfo): Promise<void> {
+    this.#state = "closing";
+    this.#info = info;
+    const reply = info.by === "remote" ? "normal" : info.reason;
+    this.#queueClose(reply, info.by === "remote" ? "" : info.message);
+    const timer = setTimeout(() => this.#finish(), this.#closeTimeout);
+    try {
+      await this.flush();
+      await this.#conn.closeWrite();
+      if (info.by === "local") await this.#readEnded.promise;
+    } catch {
+      // Ending anyway: #finish reports what was not written.
+    } finally {
+      clearTimeout(timer);
+      this.#finish();
+    }
+  }
+
+  // An unclean end: tell the peer why if we can, then cut.
+  async #fail(info: CloseInfo, tellPeer: boolean): Promise<void> {
+    if (this.#state === "closed") return;
+    this.#state = "closing";
+    this.#info ??= info;
+    if (!tellPeer) return this.#finish();
+    this.#queueClose(info.reason, "");
+    const timer = setTimeout(() => this.#finish(), Math.min(this.#closeTimeout, 1000));
+    try {
+      await this.flush();
+    } catch {
+      // The close record is a courtesy.
+    } finally {
+      clearTimeout(timer);
+      this.#finish();
+    }
+  }
+
+  #finish(): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    const info = this.#info!;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the stream machinery.
+    }
+    this.#sink.close();
+    this.#readEnded.resolve();
+    const error = this.#closedError("send message");
+    const unsent = this.#unwritten > 0;
+    this.#drain?.reject(error);
+    if (unsent) this.#flushed?.reject(error);
+    else this.#flushed?.resolve();
+    this.#drain?.promise.catch(() => {});
+    this.#flushed?.promise.catch(() => {});
+    this.#drain = this.#flushed = undefined;
+    this.#done.resolve(info);
+    this.#onClose?.(this, info);
+  }
+
+  // Write side: batches -> encrypt (up to DEPTH at once, in nonce order) -> socket.
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    const inflight: Promise<{ frame: Bytes; size: number }>[] = [];
+    try {
+      await Promise.resolve();
+      while (this.#state !== "closed") {
+        let rekeying = false;
+        while (!rekeying && inflight.length < DEPTH) {
+          const plaintext = this.#batcher.take();
+          if (plaintext === undefined) break;
+          this.#sinceRekey += plaintext.length;
+          rekeying = this.#sinceRekey >= this.#rekeyAfterBytes;
+          if (rekeying) this.#sinceRekey = 0;
+          const sealing = this.#seal(plaintext, rekeying);
+          sealing.catch(() => {});
+          inflight.push(sealing);
+        }
+        const next = inflight.shift();
+        if (next === undefined) break;
+        const { frame, size } = await next;
+        await this.#write(frame);
+        this.#unwritten -= size;
+        if (this.#unwritten < this.#writeHighWaterMark) {
+          this.#drain?.resolve();
+          this.#drain = undefined;
+        }
+      }
+    } catch (error) {
+      const timeout = error instanceof TimeoutError;
+      this.#fail({
+        reason: timeout ? "timeout" : "reset",
+        clean: false,
+        by: timeout ? "local" : "remote",
+        message: timeout ? error.message : "the connection failed while writing",
+        error,
+      }, false);
+    } finally {
+      this.#pumping = false;
+      if (this.#unwritten === 0) {
+        this.#flushed?.resolve();
+        this.#flushed = undefined;
+      }
+    }
+  }
+
+  async #seal(plaintext: Bytes, rekey: boolean): Promise<{ frame: Bytes; size: number }> {
+    const { send } = this.#established;
+    const header = encodeFrameHeader(
+      rekey ? FrameType.TransportRekey : FrameType.Transport,
+      plaintext.length + TAGLEN,
+    );
+    const ciphertext = await send.encryptWithAd(header, plaintext);
+    if (rekey) await send.rekey();
+    const frame = new Uint8Array(header.length + ciphertext.length);
+    frame.set(header);
+    frame.set(ciphertext, header.length);
+    return { frame, size: plaintext.length };
+  }
+
+  async #write(frame: Bytes): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new TimeoutError(`Cannot write: the peer read nothing for ${this.#writeTimeout} ms`),
+          ),
+        this.#writeTimeout,
+      );
+    });
+    try {
+      await Promise.race([this.#writer.write(frame), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** Formats a network address as `host:port`, bracketing IPv6 hosts. */
+export function formatAddress(addr: Deno.Addr): string {
+  if (addr.transport !== "tcp" && addr.transport !== "udp") {
+    return String((addr as { path?: string }).path);
+  }
+  return addr.hostname.includes(":")
+    ? `[${addr.hostname}]:${addr.port}`
+    : `${addr.hostname}:${addr.port}`;
+}

@@ -1,0 +1,137 @@
+// Copyright 2026 the aesm authors. MIT license.
+/**
+ * The errors a network caller catches. Each sets `name`, and carries what
+ * went wrong underneath in `cause`. A caller's own mistake throws a plain
+ * `TypeError` or `RangeError` instead.
+ *
+ * @example Telling failures apart
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AuthenticationError, HandshakeError } from "@aesm/aesm/errors";
+ *
+ * const error = new AuthenticationError("Cannot connect: the server key is not pinned", {
+ *   reason: "key-rejected",
+ * });
+ * assert.ok(error instanceof HandshakeError);
+ * assert.equal(error.reason, "key-rejected");
+ * ```
+ *
+ * @module
+ */
+
+import { HandshakeError } from "./handshake.ts";
+
+export { HandshakeError };
+
+/** Why a connection was refused during its handshake. `PROTOCOL.md` gives each its code. */
+export type RefuseReason =
+  | "malformed"
+  | "version"
+  | "protocol-mismatch"
+  | "application-mismatch"
+  | "handshake-failed"
+  | "psk-mismatch"
+  | "unauthorized"
+  | "key-rejected"
+  | "server-full"
+  | "timeout"
+  | "aborted";
+
+/** Options of the errors that carry a reason. */
+export interface ReasonOptions<R extends string> extends ErrorOptions {
+  /** The machine-readable reason. */
+  reason: R;
+}
+
+/**
+ * The peer could not be authenticated, or refused to authenticate this side:
+ * a wrong pre-shared key, an unpinned server key, or a key or address the
+ * server's authorizer refused.
+ */
+export class AuthenticationError extends HandshakeError {
+  /** The reason, as in the activity log. */
+  readonly reason: RefuseReason;
+
+  /** Creates the error with its reason. */
+  constructor(message: string, options: ReasonOptions<RefuseReason>) {
+    super(message, options);
+    this.name = "AuthenticationError";
+    this.reason = options.reason;
+  }
+}
+
+/**
+ * The handshake was refused or broke off for a reason other than
+ * authentication: a stray or tampered peer, another application name or
+ * protocol, a full server, a timeout.
+ */
+export class RefusedError extends HandshakeError {
+  /** The reason, as in the activity log. */
+  readonly reason: RefuseReason;
+
+  /** Creates the error with its reason. */
+  constructor(message: string, options: ReasonOptions<RefuseReason>) {
+    super(message, options);
+    this.name = "RefusedError";
+    this.reason = options.reason;
+  }
+}
+
+/** Why an established connection ended. `PROTOCOL.md` gives each close code. */
+export type CloseReason =
+  | "normal"
+  | "shutdown"
+  | "protocol-error"
+  | "message-too-large"
+  | "timeout"
+  | "internal-error"
+  | "truncated"
+  | "reset"
+  | "aborted";
+
+/** The connection is closed: nothing more can be sent or will arrive. */
+export class ConnectionClosedError extends Error {
+  /** Why the connection ended. */
+  readonly reason: CloseReason;
+
+  /** Creates the error with its reason. */
+  constructor(message: string, options: ReasonOptions<CloseReason>) {
+    super(message, options);
+    this.name = "ConnectionClosedError";
+    this.reason = options.reason;
+  }
+}
+
+/** The peer broke the wire protocol after the handshake: a bad frame, record or tag. */
+export class ProtocolError extends Error {
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ProtocolError";
+  }
+}
+
+/** An operation ran out of time: a connect, a handshake, a write the peer did not read. */
+export class TimeoutError extends Error {
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "TimeoutError";
+  }
+}
+
+/** A message is larger than the receiving side accepts. A caller sees it as a `RangeError`. */
+export class MessageTooLargeError extends RangeError {
+  /** The message's size in bytes. */
+  readonly size: number;
+  /** The largest size accepted. */
+  readonly limit: number;
+
+  /** Creates the error with the size and the limit. */
+  constructor(size: number, limit: number) {
+    super(`Cannot send message: ${size} bytes exceeds the limit of ${limit} bytes`);
+    this.name = "MessageTooLargeError";
+    this.size = size;
+    this.limit = limit;
+  }
+}

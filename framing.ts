@@ -1,0 +1,208 @@
+// Copyright 2026 the aesm authors. MIT license.
+/**
+ * The aesm frame layer (`PROTOCOL.md`, "Frames"): every byte after the
+ * preamble is a frame of `type (1) | length (2, big-endian) | body`.
+ *
+ * @example Decoding frames from awkward chunks
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeFrame, FrameDecoderStream, FrameType } from "@aesm/aesm/framing";
+ *
+ * const wire = encodeFrame(FrameType.Handshake, new Uint8Array([1, 2, 3]));
+ * const chunks = ReadableStream.from([wire.subarray(0, 2), wire.subarray(2)]);
+ * const frames = await Array.fromAsync(chunks.pipeThrough(new FrameDecoderStream()));
+ * assert.equal(frames.length, 1);
+ * assert.deepEqual(frames[0].body, new Uint8Array([1, 2, 3]));
+ * ```
+ *
+ * @module
+ */
+
+import type { Bytes } from "./_bytes.ts";
+import { ProtocolError } from "./errors.ts";
+
+/** Frame types. `Preamble` is never on the wire as a type: it marks the client's first 16 bytes. */
+export const FrameType = {
+  /** The client's 16-byte preamble, emitted by a decoder made with `preambleLength`. */
+  Preamble: 0x00,
+  /** A Noise handshake message. */
+  Handshake: 0x01,
+  /** A refusal during the handshake: a reason code and a UTF-8 detail. */
+  Refuse: 0x02,
+  /** A Noise transport message. */
+  Transport: 0x03,
+  /** A Noise transport message after which the sender rekeys. */
+  TransportRekey: 0x04,
+} as const;
+
+/** A frame type value. */
+export type FrameType = typeof FrameType[keyof typeof FrameType];
+
+/** Length of a frame header. */
+export const FRAME_HEADER_LENGTH = 3;
+
+/** The largest frame body: the Noise message limit. */
+export const MAX_FRAME_BODY = 65535;
+
+/** A decoded frame. */
+export interface Frame {
+  /** The frame type. */
+  readonly type: FrameType;
+  /** The 3 header bytes, the associated data of a transport frame. */
+  readonly header: Bytes;
+  /** The body. */
+  readonly body: Bytes;
+}
+
+/**
+ * Encodes the 3-byte header of a frame.
+ *
+ * @param type The frame type.
+ * @param length The body length.
+ * @returns The header.
+ * @throws {RangeError} If `length` exceeds {@linkcode MAX_FRAME_BODY}.
+ */
+export function encodeFrameHeader(type: FrameType, length: number): Bytes {
+  if (!Number.isInteger(length) || length < 0 || length > MAX_FRAME_BODY) {
+    throw new RangeError(`Cannot encode frame: body of ${length} bytes exceeds ${MAX_FRAME_BODY}`);
+  }
+  return new Uint8Array([type, length >>> 8, length & 0xff]);
+}
+
+/**
+ * Encodes a whole frame.
+ *
+ * @param type The frame type.
+ * @param body The body, at most 65535 bytes.
+ * @returns Header and body in one buffer.
+ * @throws {RangeError} If `body` is too long.
+ */
+export function encodeFrame(type: FrameType, body: Uint8Array): Bytes {
+  const frame = new Uint8Array(FRAME_HEADER_LENGTH + body.length);
+  frame.set(encodeFrameHeader(type, body.length));
+  frame.set(body, FRAME_HEADER_LENGTH);
+  return frame;
+}
+
+/** Options of {@linkcode FrameDecoderStream}. */
+export interface FrameDecoderStreamOptions {
+  /**
+   * Bytes before the first frame, emitted as one `Preamble` frame.
+   *
+   * @default {0}
+   */
+  preambleLength?: number;
+}
+
+/**
+ * Splits a byte stream into frames, whatever the chunk boundaries.
+ *
+ * A frame that lies whole in one chunk is emitted as views of that chunk;
+ * one split across chunks is gathered into a buffer of exactly its size. A
+ * type other than 1 to 4 errors the stream with a `ProtocolError` at once,
+ * and so does input that ends inside a frame. Cancelling the readable side
+ * cancels the source.
+ */
+export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
+  #preambleLength: number;
+  #header = new Uint8Array(FRAME_HEADER_LENGTH);
+  #headerFill = 0;
+  #body: Bytes | undefined;
+  #bodyFill = 0;
+
+  /**
+   * Creates the decoder.
+   *
+   * @param options Whether a preamble comes first.
+   */
+  constructor(options: FrameDecoderStreamOptions = {}) {
+    super({
+      transform: (chunk, controller) => this.#transform(chunk, controller),
+      flush: (controller) => {
+        if (this.#headerFill > 0 || this.#body !== undefined || this.#preambleLength > 0) {
+          controller.error(
+            new ProtocolError("Cannot decode frame: the stream ended inside a frame"),
+          );
+        }
+      },
+    });
+    this.#preambleLength = options.preambleLength ?? 0;
+    if (this.#preambleLength > 0) this.#body = new Uint8Array(this.#preambleLength);
+  }
+
+  #transform(chunk: Uint8Array, controller: TransformStreamDefaultController<Frame>): void {
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (this.#body !== undefined) {
+        offset = this.#fillBody(chunk, offset, controller);
+        continue;
+      }
+      const available = chunk.length - offset;
+      if (this.#headerFill === 0 && available >= FRAME_HEADER_LENGTH) {
+        const length = (chunk[offset + 1] << 8) | chunk[offset + 2];
+        checkType(chunk[offset]);
+        if (available >= FRAME_HEADER_LENGTH + length) {
+          const header = chunk.subarray(offset, offset + FRAME_HEADER_LENGTH) as Bytes;
+          const start = offset + FRAME_HEADER_LENGTH;
+          controller.enqueue({
+            type: chunk[offset] as FrameType,
+            header,
+            body: chunk.subarray(start, start + length) as Bytes,
+          });
+          offset = start + length;
+          continue;
+        }
+      }
+      const take = Math.min(FRAME_HEADER_LENGTH - this.#headerFill, available);
+      this.#header.set(chunk.subarray(offset, offset + take), this.#headerFill);
+      this.#headerFill += take;
+      offset += take;
+      if (this.#headerFill === FRAME_HEADER_LENGTH) {
+        checkType(this.#header[0]);
+        this.#body = new Uint8Array((this.#header[1] << 8) | this.#header[2]);
+        this.#bodyFill = 0;
+        if (this.#body.length === 0) this.#emitGathered(controller);
+      }
+    }
+  }
+
+  #fillBody(
+    chunk: Uint8Array,
+    offset: number,
+    controller: TransformStreamDefaultController<Frame>,
+  ): number {
+    const body = this.#body!;
+    const take = Math.min(body.length - this.#bodyFill, chunk.length - offset);
+    body.set(chunk.subarray(offset, offset + take), this.#bodyFill);
+    this.#bodyFill += take;
+    if (this.#bodyFill === body.length) this.#emitGathered(controller);
+    return offset + take;
+  }
+
+  #emitGathered(controller: TransformStreamDefaultController<Frame>): void {
+    if (this.#preambleLength > 0) {
+      controller.enqueue({
+        type: FrameType.Preamble,
+        header: new Uint8Array(0),
+        body: this.#body!,
+      });
+      this.#preambleLength = 0;
+    } else {
+      controller.enqueue({
+        type: this.#header[0] as FrameType,
+        header: this.#header.slice(),
+        body: this.#body!,
+      });
+    }
+    this.#body = undefined;
+    this.#headerFill = 0;
+  }
+}
+
+function checkType(type: number): void {
+  if (type < FrameType.Handshake || type > FrameType.TransportRekey) {
+    throw new ProtocolError(
+      `Cannot decode frame: unknown frame type 0x${type.toString(16).padStart(2, "0")}`,
+    );
+  }
+}
