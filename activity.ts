@@ -22,7 +22,6 @@
  * @module
  */
 
-import type { Bytes } from "./_bytes.ts";
 import { AsyncQueue } from "./_async_queue.ts";
 import type { CloseReason, RefuseReason } from "./errors.ts";
 import type { ReceiveOptions } from "./queue.ts";
@@ -44,7 +43,7 @@ export interface ActivityRecord {
   /** A sentence for people. */
   readonly message: string;
   /** The peer's static public key, once proven. */
-  readonly publicKey?: Bytes;
+  readonly publicKey?: Uint8Array<ArrayBuffer>;
 }
 
 /** Default {@linkcode ActivityLog} capacity. */

@@ -19,7 +19,7 @@
  * @module
  */
 
-import { assertBytes, type Bytes, copy, EMPTY } from "./_bytes.ts";
+import { assertBytes, copy, EMPTY } from "./_bytes.ts";
 import {
   DHLEN,
   exportRawPrivateKey,
@@ -83,6 +83,8 @@ export class DecryptionError extends Error {
 export class CipherState {
   #key: CryptoKey | undefined;
   #nonce = 0n;
+  // Nonces of failed calls that could not be given back yet: a later call held the next one.
+  #failed = new Set<bigint>();
 
   /**
    * Creates a `CipherState`, keyed when `key` is given.
@@ -107,6 +109,7 @@ export class CipherState {
     assertBytes(key, "key", 32);
     this.#key = await importAesKey(copy(key));
     this.#nonce = 0n;
+    this.#failed.clear();
   }
 
   /**
@@ -128,13 +131,16 @@ export class CipherState {
    * this exists for tests and for rolling back a failed handshake step.
    *
    * @param nonce A value from 0 to 2^64 − 1.
+   * @throws {TypeError} If `nonce` is not a bigint.
    * @throws {RangeError} If `nonce` is out of range.
    */
   setNonce(nonce: bigint): void {
-    if (typeof nonce !== "bigint" || nonce < 0n || nonce > MAX_NONCE) {
+    if (typeof nonce !== "bigint") throw new TypeError("Cannot set nonce: expected a bigint");
+    if (nonce < 0n || nonce > MAX_NONCE) {
       throw new RangeError("Cannot set nonce: expected a bigint from 0 to 2^64 - 1");
     }
     this.#nonce = nonce;
+    this.#failed.clear();
   }
 
   /**
@@ -145,7 +151,7 @@ export class CipherState {
    * @returns The ciphertext with its 16-byte tag, or a copy of `plaintext` without a key.
    * @throws {RangeError} If the nonce has reached 2^64 − 1.
    */
-  async encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Promise<Bytes> {
+  async encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
     assertBytes(ad, "ad");
     assertBytes(plaintext, "plaintext");
     const key = this.#key;
@@ -168,7 +174,7 @@ export class CipherState {
    * @throws {DecryptionError} If authentication fails; the nonce does not move.
    * @throws {RangeError} If the nonce has reached 2^64 − 1.
    */
-  async decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Promise<Bytes> {
+  async decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
     assertBytes(ad, "ad");
     assertBytes(ciphertext, "ciphertext");
     const key = this.#key;
@@ -210,7 +216,8 @@ export class CipherState {
   }
 
   #giveBack(n: bigint): void {
-    if (this.#nonce === n + 1n) this.#nonce = n;
+    this.#failed.add(n);
+    while (this.#failed.delete(this.#nonce - 1n)) this.#nonce--;
   }
 }
 
@@ -269,6 +276,6 @@ export async function keyPairFromPrivateKey(privateKey: Uint8Array): Promise<Key
   return { publicKey, privateKey: copy(privateKey) };
 }
 
-function asBytes(bytes: Uint8Array): Bytes {
-  return bytes.buffer instanceof ArrayBuffer ? bytes as Bytes : copy(bytes);
+function asBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return bytes.buffer instanceof ArrayBuffer ? bytes as Uint8Array<ArrayBuffer> : copy(bytes);
 }

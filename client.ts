@@ -20,7 +20,6 @@
  * @module
  */
 
-import type { Bytes } from "./_bytes.ts";
 import {
   checkApplicationName,
   checkHostname,
@@ -157,7 +156,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   /** This client's static public key. */
-  get publicKey(): Bytes {
+  get publicKey(): Uint8Array<ArrayBuffer> {
     if (this.#keyPair === undefined) {
       throw new TypeError("Cannot read publicKey: await client.ready first");
     }
@@ -165,12 +164,12 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   /** The server's static public key, as proven in the handshake. */
-  get remotePublicKey(): Bytes {
+  get remotePublicKey(): Uint8Array<ArrayBuffer> {
     return this.connection.remotePublicKey;
   }
 
   /** The Noise handshake hash, the same on both sides. */
-  get handshakeHash(): Bytes {
+  get handshakeHash(): Uint8Array<ArrayBuffer> {
     return this.connection.handshakeHash;
   }
 
@@ -251,10 +250,10 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       hostname: string;
       port: number;
       applicationName: string;
-      psk: Bytes | undefined;
+      psk: Uint8Array<ArrayBuffer> | undefined;
       maxMessageSize: number;
       handshakeTimeout: number;
-      serverPublicKey: Bytes | undefined;
+      serverPublicKey: Uint8Array<ArrayBuffer> | undefined;
     },
     options: ConnectionOptions & { keyPair?: KeyPair; signal?: AbortSignal },
   ): Promise<void> {

@@ -22,7 +22,6 @@
  * @module
  */
 
-import type { Bytes } from "./_bytes.ts";
 import { DecryptStream } from "./_decrypt_stream.ts";
 import type { Established } from "./_establish.ts";
 import { type ConnectionInit, internals, type PacketSink } from "./_internal.ts";
@@ -140,9 +139,9 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   /** This side's address, `host:port`. */
   readonly localAddress: string;
   /** The peer's static public key, as proven in the handshake. */
-  readonly remotePublicKey: Bytes;
+  readonly remotePublicKey: Uint8Array<ArrayBuffer>;
   /** The Noise handshake hash, the same on both sides: a channel binding. */
-  readonly handshakeHash: Bytes;
+  readonly handshakeHash: Uint8Array<ArrayBuffer>;
   /** The largest message the peer accepts. */
   readonly peerMaxMessageSize: number;
   /** The packets received, oldest first (the original's `data`). */
@@ -439,7 +438,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   async #pump(): Promise<void> {
     if (this.#pumping) return;
     this.#pumping = true;
-    const inflight: Promise<{ frame: Bytes; size: number }>[] = [];
+    const inflight: Promise<{ frame: Uint8Array<ArrayBuffer>; size: number }>[] = [];
     try {
       await Promise.resolve();
       while (this.#state !== "closed") {
@@ -482,7 +481,10 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     }
   }
 
-  async #seal(plaintext: Bytes, rekey: boolean): Promise<{ frame: Bytes; size: number }> {
+  async #seal(
+    plaintext: Uint8Array<ArrayBuffer>,
+    rekey: boolean,
+  ): Promise<{ frame: Uint8Array<ArrayBuffer>; size: number }> {
     const { send } = this.#established;
     const header = encodeFrameHeader(
       rekey ? FrameType.TransportRekey : FrameType.Transport,
@@ -496,7 +498,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     return { frame, size: plaintext.length };
   }
 
-  async #write(frame: Bytes): Promise<void> {
+  async #write(frame: Uint8Array<ArrayBuffer>): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(

@@ -18,7 +18,6 @@
  * @module
  */
 
-import type { Bytes } from "./_bytes.ts";
 import { ProtocolError } from "./errors.ts";
 
 /** Frame types. `Preamble` is never on the wire as a type: it marks the client's first 16 bytes. */
@@ -49,9 +48,9 @@ export interface Frame {
   /** The frame type. */
   readonly type: FrameType;
   /** The 3 header bytes, the associated data of a transport frame. */
-  readonly header: Bytes;
+  readonly header: Uint8Array<ArrayBuffer>;
   /** The body. */
-  readonly body: Bytes;
+  readonly body: Uint8Array<ArrayBuffer>;
 }
 
 /**
@@ -62,7 +61,7 @@ export interface Frame {
  * @returns The header.
  * @throws {RangeError} If `length` exceeds {@linkcode MAX_FRAME_BODY}.
  */
-export function encodeFrameHeader(type: FrameType, length: number): Bytes {
+export function encodeFrameHeader(type: FrameType, length: number): Uint8Array<ArrayBuffer> {
   if (!Number.isInteger(length) || length < 0 || length > MAX_FRAME_BODY) {
     throw new RangeError(`Cannot encode frame: body of ${length} bytes exceeds ${MAX_FRAME_BODY}`);
   }
@@ -77,7 +76,7 @@ export function encodeFrameHeader(type: FrameType, length: number): Bytes {
  * @returns Header and body in one buffer.
  * @throws {RangeError} If `body` is too long.
  */
-export function encodeFrame(type: FrameType, body: Uint8Array): Bytes {
+export function encodeFrame(type: FrameType, body: Uint8Array): Uint8Array<ArrayBuffer> {
   const frame = new Uint8Array(FRAME_HEADER_LENGTH + body.length);
   frame.set(encodeFrameHeader(type, body.length));
   frame.set(body, FRAME_HEADER_LENGTH);
@@ -107,7 +106,7 @@ export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
   #preambleLength: number;
   #header = new Uint8Array(FRAME_HEADER_LENGTH);
   #headerFill = 0;
-  #body: Bytes | undefined;
+  #body: Uint8Array<ArrayBuffer> | undefined;
   #bodyFill = 0;
 
   /**
@@ -142,12 +141,14 @@ export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
         const length = (chunk[offset + 1] << 8) | chunk[offset + 2];
         checkType(chunk[offset]);
         if (available >= FRAME_HEADER_LENGTH + length) {
-          const header = chunk.subarray(offset, offset + FRAME_HEADER_LENGTH) as Bytes;
+          const header = chunk.subarray(offset, offset + FRAME_HEADER_LENGTH) as Uint8Array<
+            ArrayBuffer
+          >;
           const start = offset + FRAME_HEADER_LENGTH;
           controller.enqueue({
             type: chunk[offset] as FrameType,
             header,
-            body: chunk.subarray(start, start + length) as Bytes,
+            body: chunk.subarray(start, start + length) as Uint8Array<ArrayBuffer>,
           });
           offset = start + length;
           continue;

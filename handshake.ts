@@ -29,7 +29,7 @@
  * @module
  */
 
-import { assertBytes, type Bytes, concat, copy, EMPTY } from "./_bytes.ts";
+import { assertBytes, concat, copy, EMPTY } from "./_bytes.ts";
 import { parseProtocolName, type Pattern, type Token } from "./_patterns.ts";
 import {
   dh,
@@ -88,8 +88,8 @@ let snapshotOf: (state: SymmetricState) => () => void;
  * ```
  */
 export class SymmetricState {
-  #ck: Bytes;
-  #h: Bytes;
+  #ck: Uint8Array<ArrayBuffer>;
+  #h: Uint8Array<ArrayBuffer>;
   #cipher = new CipherState();
 
   static {
@@ -105,7 +105,7 @@ export class SymmetricState {
     };
   }
 
-  private constructor(h: Bytes) {
+  private constructor(h: Uint8Array<ArrayBuffer>) {
     this.#h = h;
     this.#ck = copy(h);
   }
@@ -163,7 +163,7 @@ export class SymmetricState {
    *
    * @returns A copy of `h`.
    */
-  getHandshakeHash(): Bytes {
+  getHandshakeHash(): Uint8Array<ArrayBuffer> {
     return copy(this.#h);
   }
 
@@ -173,7 +173,7 @@ export class SymmetricState {
    * @param plaintext The bytes to encrypt with `h` as associated data.
    * @returns The ciphertext, or the plaintext while there is no key.
    */
-  async encryptAndHash(plaintext: Uint8Array): Promise<Bytes> {
+  async encryptAndHash(plaintext: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
     const ciphertext = await this.#cipher.encryptWithAd(this.#h, plaintext);
     await this.mixHash(ciphertext);
     return ciphertext;
@@ -186,7 +186,7 @@ export class SymmetricState {
    * @returns The plaintext.
    * @throws {DecryptionError} If authentication fails.
    */
-  async decryptAndHash(ciphertext: Uint8Array): Promise<Bytes> {
+  async decryptAndHash(ciphertext: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
     const plaintext = await this.#cipher.decryptWithAd(this.#h, ciphertext);
     await this.mixHash(ciphertext);
     return plaintext;
@@ -293,12 +293,13 @@ export class HandshakeState {
   #s: DhKeyPair | undefined;
   #e: DhKeyPair | undefined;
   #fixedEphemeral: Uint8Array | undefined;
-  #rs: Bytes | undefined;
-  #re: Bytes | undefined;
-  #psks: Bytes[];
+  #rs: Uint8Array<ArrayBuffer> | undefined;
+  #re: Uint8Array<ArrayBuffer> | undefined;
+  #psks: Uint8Array<ArrayBuffer>[];
   #pskIndex = 0;
   #messageIndex = 0;
   #split = false;
+  #busy = false;
 
   private constructor(
     symmetric: SymmetricState,
@@ -352,7 +353,7 @@ export class HandshakeState {
    *
    * @throws {TypeError} If the handshake is not complete.
    */
-  get handshakeHash(): Bytes {
+  get handshakeHash(): Uint8Array<ArrayBuffer> {
     if (!this.isComplete) {
       throw new TypeError("Cannot read handshake hash: the handshake is not complete");
     }
@@ -360,12 +361,12 @@ export class HandshakeState {
   }
 
   /** The peer's static public key, once known. */
-  get remoteStaticPublicKey(): Bytes | undefined {
+  get remoteStaticPublicKey(): Uint8Array<ArrayBuffer> | undefined {
     return this.#rs && copy(this.#rs);
   }
 
   /** This side's static public key, if it has one. */
-  get localStaticPublicKey(): Bytes | undefined {
+  get localStaticPublicKey(): Uint8Array<ArrayBuffer> | undefined {
     return this.#s && copy(this.#s.publicKey);
   }
 
@@ -379,10 +380,10 @@ export class HandshakeState {
    *
    * @param payload Bytes to send with the message; encrypted once a key is set.
    * @returns The handshake message.
-   * @throws {TypeError} If the handshake is complete or a message from the peer is due.
+   * @throws {TypeError} If the handshake is complete, a message from the peer is due, or another call is in progress.
    * @throws {RangeError} If the message would exceed 65535 bytes.
    */
-  async writeMessage(payload: Uint8Array = EMPTY): Promise<Bytes> {
+  async writeMessage(payload: Uint8Array = EMPTY): Promise<Uint8Array<ArrayBuffer>> {
     assertBytes(payload, "payload");
     this.#checkTurn("write", true);
     return await this.#transaction(async () => {
@@ -407,10 +408,10 @@ export class HandshakeState {
    *
    * @param message The peer's handshake message.
    * @returns The decrypted payload.
-   * @throws {TypeError} If the handshake is complete or it is this side's turn to write.
+   * @throws {TypeError} If the handshake is complete, it is this side's turn to write, or another call is in progress.
    * @throws {HandshakeError} If the message is malformed or fails authentication; the state is unchanged.
    */
-  async readMessage(message: Uint8Array): Promise<Bytes> {
+  async readMessage(message: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
     assertBytes(message, "message");
     this.#checkTurn("read", false);
     if (message.length > MAX_MESSAGE_LENGTH) {
@@ -482,7 +483,10 @@ export class HandshakeState {
     }
   }
 
-  async #readToken(token: Token, reader: { bytes: Bytes; offset: number }): Promise<void> {
+  async #readToken(
+    token: Token,
+    reader: { bytes: Uint8Array<ArrayBuffer>; offset: number },
+  ): Promise<void> {
     switch (token) {
       case "e": {
         this.#re = take(reader, DHLEN, "ephemeral key");
@@ -501,7 +505,7 @@ export class HandshakeState {
     }
   }
 
-  async #mixEphemeral(publicKey: Bytes): Promise<void> {
+  async #mixEphemeral(publicKey: Uint8Array<ArrayBuffer>): Promise<void> {
     await this.#symmetric.mixHash(publicKey);
     if (this.#pattern.psk) await this.#symmetric.mixKey(publicKey);
   }
@@ -529,7 +533,10 @@ export class HandshakeState {
     }
   }
 
-  async #decrypt(ciphertext: Bytes, what: string): Promise<Bytes> {
+  async #decrypt(
+    ciphertext: Uint8Array<ArrayBuffer>,
+    what: string,
+  ): Promise<Uint8Array<ArrayBuffer>> {
     try {
       return await this.#symmetric.decryptAndHash(ciphertext);
     } catch (error) {
@@ -542,6 +549,11 @@ export class HandshakeState {
   }
 
   #checkTurn(action: "write" | "read", writing: boolean): void {
+    if (this.#busy) {
+      throw new TypeError(
+        `Cannot ${action} message: another call on this handshake is in progress`,
+      );
+    }
     if (this.#split || this.isComplete) {
       throw new TypeError(`Cannot ${action} message: the handshake is complete`);
     }
@@ -552,6 +564,7 @@ export class HandshakeState {
   }
 
   async #transaction<T>(step: () => Promise<T>): Promise<T> {
+    this.#busy = true;
     const restore = snapshotOf(this.#symmetric);
     const saved = { e: this.#e, re: this.#re, rs: this.#rs, pskIndex: this.#pskIndex };
     try {
@@ -560,11 +573,17 @@ export class HandshakeState {
       restore();
       ({ e: this.#e, re: this.#re, rs: this.#rs, pskIndex: this.#pskIndex } = saved);
       throw error;
+    } finally {
+      this.#busy = false;
     }
   }
 }
 
-function take(reader: { bytes: Bytes; offset: number }, length: number, what: string): Bytes {
+function take(
+  reader: { bytes: Uint8Array<ArrayBuffer>; offset: number },
+  length: number,
+  what: string,
+): Uint8Array<ArrayBuffer> {
   if (reader.bytes.length - reader.offset < length) {
     throw new HandshakeError(`Cannot read ${what}: the message is too short`);
   }
@@ -595,11 +614,10 @@ function checkKeys(options: HandshakeStateOptions, pattern: Pattern): void {
   }
   const pskCount = pattern.messages.flat().filter((token) => token === "psk").length;
   const psks = options.psks ?? [];
-  if (!Array.isArray(psks) || psks.length !== pskCount) {
+  if (!Array.isArray(psks)) throw new TypeError("Cannot create handshake: psks must be an array");
+  if (psks.length !== pskCount) {
     throw new RangeError(
-      `Cannot create handshake: ${options.protocolName} needs ${pskCount} psks, got ${
-        Array.isArray(psks) ? psks.length : "none"
-      }`,
+      `Cannot create handshake: ${options.protocolName} needs ${pskCount} psks, got ${psks.length}`,
     );
   }
   psks.forEach((psk, i) => assertBytes(psk, `psks[${i}]`, 32));

@@ -22,7 +22,6 @@
  * @module
  */
 
-import type { Bytes } from "./_bytes.ts";
 import { AsyncQueue } from "./_async_queue.ts";
 import type { Arrivals, Entry } from "./_arrivals.ts";
 import { abortable, internals } from "./_internal.ts";
@@ -32,7 +31,7 @@ export interface Packet {
   /** When the sender sent it: milliseconds since the Unix epoch, by the sender's clock. */
   readonly time: number;
   /** The message: a string if it was sent as one, else bytes. */
-  readonly data: string | Bytes;
+  readonly data: string | Uint8Array<ArrayBuffer>;
   /** The remote address it came from, `host:port` (`[::1]:port` for IPv6). */
   readonly address: string;
 }

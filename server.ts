@@ -43,7 +43,6 @@
  * @module
  */
 
-import type { Bytes } from "./_bytes.ts";
 import { Arrivals } from "./_arrivals.ts";
 import { AsyncQueue } from "./_async_queue.ts";
 import {
@@ -103,7 +102,9 @@ export interface ServerOptions extends ConnectionOptions {
    * Decides whether a client may connect, once its public key is proven.
    * Runs after the allow-lists.
    */
-  authorize?: (client: { publicKey: Bytes; address: string }) => boolean | Promise<boolean>;
+  authorize?: (
+    client: { publicKey: Uint8Array<ArrayBuffer>; address: string },
+  ) => boolean | Promise<boolean>;
   /**
    * Connections open or in handshake at once; more are refused with reason `"server-full"`.
    *
@@ -243,7 +244,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   #arrivals = new Arrivals<Packet>();
   #accepted = new AsyncQueue<Connection>();
   #keyPair: KeyPair | undefined;
-  #psk: Bytes | undefined;
+  #psk: Uint8Array<ArrayBuffer> | undefined;
   #applicationName: string;
   #maxMessageSize: number;
   #maxConnections: number;
@@ -328,7 +329,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    *
    * @throws {TypeError} Before `ready` resolves.
    */
-  get publicKey(): Bytes {
+  get publicKey(): Uint8Array<ArrayBuffer> {
     if (this.#keyPair === undefined) {
       throw new TypeError("Cannot read publicKey: await server.ready first");
     }
@@ -517,7 +518,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     });
   }
 
-  async #authorize(publicKey: Bytes, address: string): Promise<boolean> {
+  async #authorize(publicKey: Uint8Array<ArrayBuffer>, address: string): Promise<boolean> {
     if (this.#allowedKeys && !this.#allowedKeys.has(keyId(publicKey))) return false;
     return this.#options.authorize
       ? await this.#options.authorize({ publicKey, address }) === true
