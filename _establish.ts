@@ -99,12 +99,12 @@ function decodeRefuse(body: Bytes, fromServer: boolean): HandshakeError {
 }
 
 /** The preamble for this configuration. */
-async function preamble(config: HandshakeConfig): Promise<Bytes> {
+export async function encodePreamble(config: HandshakeConfig): Promise<Bytes> {
   const tag = (await hash(new TextEncoder().encode(config.applicationName))).subarray(0, 8);
   return concat(MAGIC, new Uint8Array([VERSION, config.psk ? 1 : 0, 0, 0]), tag);
 }
 
-function prologue(preambleBytes: Bytes, config: HandshakeConfig): Bytes {
+export function prologue(preambleBytes: Bytes, config: HandshakeConfig): Bytes {
   return concat(preambleBytes, new TextEncoder().encode(config.applicationName));
 }
 
@@ -211,7 +211,7 @@ export async function establishClient(
   config: ClientHandshakeConfig,
 ): Promise<Established> {
   const io = new Handshake(conn, 0);
-  const preambleBytes = await preamble(config);
+  const preambleBytes = await encodePreamble(config);
   const hs = await createState(config, true, preambleBytes);
   await io.write(concat(preambleBytes, encodeFrame(FrameType.Handshake, await hs.writeMessage())));
   let peerMaxMessageSize: number;
@@ -299,7 +299,7 @@ async function checkPreamble(body: Bytes, config: HandshakeConfig): Promise<Byte
   if (body[5] > 1 || body[6] !== 0 || body[7] !== 0) {
     throw refusal("malformed", "Cannot accept client: malformed preamble");
   }
-  const mine = await preamble(config);
+  const mine = await encodePreamble(config);
   if (body[5] !== mine[5]) {
     const detail = config.psk
       ? "the server requires a pre-shared key"

@@ -285,3 +285,32 @@ Deno.test("Two parties with generated key pairs derive the same X25519 shared se
     "the reference X25519 helper itself matches RFC 7748",
   );
 });
+
+Deno.test("CipherState.decryptWithAd() gives back every nonce when overlapping calls all fail", async () => {
+  for (let round = 0; round < 20; round++) {
+    const [sender, receiver] = await pair();
+    const ad = new Uint8Array(0);
+    const results = await Promise.allSettled([
+      receiver.decryptWithAd(ad, new Uint8Array(20)),
+      receiver.decryptWithAd(ad, new Uint8Array(20)),
+      receiver.decryptWithAd(ad, new Uint8Array(20)),
+    ]);
+    assert.ok(results.every((result) => result.status === "rejected"));
+    assert.equal(receiver.nonce, 0n);
+    const sealed = await sender.encryptWithAd(ad, encode("still in step"));
+    assert.deepEqual(await receiver.decryptWithAd(ad, sealed), encode("still in step"));
+  }
+});
+
+Deno.test("CipherState.decryptWithAd() keeps the nonces of overlapping calls that succeeded", async () => {
+  const [sender, receiver] = await pair();
+  const ad = new Uint8Array(0);
+  const first = await sender.encryptWithAd(ad, encode("first"));
+  const results = await Promise.allSettled([
+    receiver.decryptWithAd(ad, first),
+    receiver.decryptWithAd(ad, new Uint8Array(20)),
+  ]);
+  assert.equal(results[0].status, "fulfilled");
+  assert.equal(results[1].status, "rejected");
+  assert.equal(receiver.nonce, 1n);
+});

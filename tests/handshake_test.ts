@@ -466,3 +466,16 @@ Deno.test("SymmetricState.mixHash() replaces h with SHA-256 of h followed by the
   const expected = await crypto.subtle.digest("SHA-256", new Uint8Array([...before, ...data]));
   assert.deepEqual(state.getHandshakeHash(), new Uint8Array(expected));
 });
+
+Deno.test("HandshakeState refuses a second call while one is in progress", async () => {
+  const initiator = await HandshakeState.create({ protocolName: protocol("NN"), initiator: true });
+  const first = initiator.writeMessage();
+  await assert.rejects(initiator.writeMessage(), (error: unknown) => {
+    assert.ok(error instanceof TypeError);
+    assert.match(error.message, /in progress/);
+    return true;
+  });
+  await first;
+  assert.equal(initiator.isComplete, false);
+  await assert.rejects(initiator.writeMessage(), TypeError);
+});
