@@ -299,12 +299,18 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
 
   // Read side: frames -> decrypt -> records -> queue.
   #read(maxMessageSize: number): void {
-    const sink = new WritableStream<RecordEvent>({ write: (event) => this.#onRecord(event) });
+    const sink = new WritableStream<RecordEvent[]>({ write: (events) => this.#onRecords(events) });
     this.#established.frames
       .pipeThrough(new DecryptStream(this.#established.receive))
       .pipeThrough(new RecordDecoderStream(maxMessageSize))
       .pipeTo(sink)
       .then(() => this.#onReadEnd(undefined), (error) => this.#onReadEnd(error));
+  }
+
+  #onRecords(events: RecordEvent[]): Promise<void> | undefined {
+    let full: Promise<void> | undefined;
+    for (const event of events) full = this.#onRecord(event) ?? full;
+    return full;
   }
 
   #onRecord(event: RecordEvent): Promise<void> | undefined {
@@ -435,9 +441,13 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   // Write side: batches -> encrypt (up to DEPTH at once, in nonce order) -> socket.
-  async #pump(): Promise<void> {
+  #pump(): void {
     if (this.#pumping) return;
     this.#pumping = true;
+    this.#runPump();
+  }
+
+  async #runPump(): Promise<void> {
     const inflight: Promise<{ frame: Uint8Array<ArrayBuffer>; size: number }>[] = [];
     try {
       await Promise.resolve();
