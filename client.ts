@@ -185,9 +185,8 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * @throws {MessageTooLargeError} If it exceeds the server's limit.
    * @throws {ConnectionClosedError} If the connection is closed.
    */
-  async send(data: string | Uint8Array): Promise<void> {
-    if (this.#connection === undefined) await this.ready;
-    await this.#connection!.send(data);
+  send(data: string | Uint8Array): Promise<void> {
+    return this.#connection?.send(data) ?? this.ready.then(() => this.#connection!.send(data));
   }
 
   /**

@@ -123,6 +123,7 @@ export interface CloseOptions {
 const DEPTH = 4;
 const MAX_CLOSE_MESSAGE = 256;
 const encoder = new TextEncoder();
+const RESOLVED = Promise.resolve();
 
 /**
  * One encrypted connection. Created by `ServerNetwork` and `ClientNetwork`.
@@ -207,7 +208,18 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
    * @throws {MessageTooLargeError} If the message exceeds the peer's `maxMessageSize`.
    * @throws {ConnectionClosedError} If the connection is closed or fails while the send waits.
    */
-  async send(data: string | Uint8Array): Promise<void> {
+  send(data: string | Uint8Array): Promise<void> {
+    try {
+      this.#enqueue(data);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.#unwritten < this.#writeHighWaterMark) return RESOLVED;
+    this.#drain ??= Promise.withResolvers<void>();
+    return this.#drain.promise;
+  }
+
+  #enqueue(data: string | Uint8Array): void {
     const text = typeof data === "string";
     if (!text && !(data instanceof Uint8Array)) {
       throw new TypeError("Cannot send message: expected a string or a Uint8Array");
@@ -221,10 +233,6 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     this.#batcher.addMessage(bytes, text, Date.now());
     this.#unwritten += this.#batcher.bytes - before;
     this.#pump();
-    if (this.#unwritten >= this.#writeHighWaterMark) {
-      this.#drain ??= Promise.withResolvers<void>();
-      await this.#drain.promise;
-    }
   }
 
   /**

@@ -337,11 +337,13 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   /**
-   * Waits for the next connection to complete its handshake.
+   * Takes the next connection that completed its handshake and was not yet
+   * accepted, waiting for one. Up to `maxConnections` unaccepted connections
+   * are kept; older ones are only in `connections`.
    *
    * @param options A signal to stop waiting.
    * @returns The connection.
-   * @throws {ConnectionClosedError} If the server stops first.
+   * @throws {TypeError} If the server has stopped.
    */
   async accept(options: ReceiveOptions = {}): Promise<Connection> {
     const connection = await this.#accepted.receive(options.signal);
@@ -507,6 +509,9 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       return;
     }
     this.connections.set(address, connection);
+    // Connections nobody accepts stay reachable through `connections`; the
+    // accept queue keeps only the newest, so it cannot grow without bound.
+    if (this.#accepted.length >= this.#maxConnections) this.#accepted.shift();
     this.#accepted.push(connection);
     this.activity.add({
       address,
