@@ -18,6 +18,7 @@ import {
   FrameType,
 } from "./framing.ts";
 import { HandshakeError, HandshakeState } from "./handshake.ts";
+import { readableFrom, sendAndClose, writeAll } from "./_socket.ts";
 
 /** The preamble's magic: ASCII "aesm". */
 export const MAGIC = new Uint8Array([0x61, 0x65, 0x73, 0x6d]);
@@ -64,7 +65,6 @@ export interface HandshakeConfig {
 export interface Established {
   /** The rest of the frame stream, unlocked. */
   readonly frames: ReadableStream<Frame>;
-  readonly writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly send: CipherState;
   readonly receive: CipherState;
   readonly remotePublicKey: Bytes;
@@ -137,13 +137,11 @@ async function createState(
 
 class Handshake {
   readonly reader: ReadableStreamDefaultReader<Frame>;
-  readonly writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly frames: ReadableStream<Frame>;
 
   constructor(readonly conn: Deno.Conn, preambleLength: number) {
-    this.frames = conn.readable.pipeThrough(new FrameDecoderStream({ preambleLength }));
+    this.frames = readableFrom(conn).pipeThrough(new FrameDecoderStream({ preambleLength }));
     this.reader = this.frames.getReader();
-    this.writer = conn.writable.getWriter();
   }
 
   async read(expected: string): Promise<Frame> {
@@ -167,18 +165,15 @@ class Handshake {
   }
 
   async write(bytes: Uint8Array): Promise<void> {
-    await this.writer.write(bytes);
+    await writeAll(this.conn, bytes);
   }
 
-  /** Sends a refusal for `error` if it names one, best effort. */
+  /** Sends a refusal for `error` if it names one and closes, best effort. */
   async refuse(error: unknown): Promise<void> {
     const reason = (error as { reason?: RefuseReason }).reason;
-    if (reason === undefined || reason === "aborted") return;
-    try {
-      await this.writer.write(encodeRefuse(reason));
-    } catch {
-      // The peer may be gone already; the refusal is a courtesy.
-    }
+    if (reason === undefined || reason === "aborted" || reason === "timeout") return;
+    this.reader.cancel().catch(() => {});
+    await sendAndClose(this.conn, encodeRefuse(reason));
   }
 
   done(
@@ -190,7 +185,6 @@ class Handshake {
     this.reader.releaseLock();
     return {
       frames: this.frames,
-      writer: this.writer,
       send,
       receive,
       remotePublicKey: hs.remoteStaticPublicKey!,

@@ -23,6 +23,7 @@
  */
 
 import { DecryptStream } from "./_decrypt_stream.ts";
+import { closeQuietly, writeAll } from "./_socket.ts";
 import type { Established } from "./_establish.ts";
 import { type ConnectionInit, internals, type PacketSink } from "./_internal.ts";
 import {
@@ -151,7 +152,6 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   readonly closed: Promise<CloseInfo>;
 
   #conn: Deno.Conn;
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
   #established: Established;
   #sink: PacketSink;
   #onClose: ((connection: Connection, info: CloseInfo) => void) | undefined;
@@ -168,6 +168,8 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #state: "open" | "closing" | "closed" = "open";
   #info: CloseInfo | undefined;
   #readEnded = Promise.withResolvers<void>();
+  #peerClosed = false;
+  #eof = false;
   #done = Promise.withResolvers<CloseInfo>();
 
   static {
@@ -178,7 +180,6 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     const { conn, established, options, queue } = init;
     this.#conn = conn;
     this.#established = established;
-    this.#writer = established.writer;
     this.#onClose = init.onClose;
     this.data = queue;
     this.#sink = internals.sinkOf!(queue);
@@ -331,6 +332,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     }
     const name = (Object.entries(CloseCode).find(([, code]) => code === event.code)?.[0] ??
       "normal") as CloseCodeName;
+    this.#peerClosed = true;
     if (this.#state === "open") {
       const message = event.reason || `closed by the peer (${name})`;
       this.#shutdown({ reason: name, clean: true, by: "remote", message });
@@ -340,6 +342,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   #onReadEnd(error: unknown): void {
+    this.#eof = error === undefined;
     this.#readEnded.resolve();
     if (this.#state !== "open") return;
     if (error === undefined) {
@@ -428,12 +431,19 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #finish(): void {
     if (this.#state === "closed") return;
     this.#state = "closed";
-    const info = this.#info!;
-    try {
-      this.#conn.close();
-    } catch {
-      // Already closed by the stream machinery.
+    let info = this.#info!;
+    if (info.clean && !this.#peerClosed) {
+      // We closed, but the peer's authenticated close never came.
+      info = this.#info = {
+        ...info,
+        clean: false,
+        reason: this.#eof ? "truncated" : "timeout",
+        message: this.#eof
+          ? "the peer ended the connection without answering the close"
+          : "the peer did not answer the close in time",
+      };
     }
+    closeQuietly(this.#conn);
     this.#sink.close();
     this.#readEnded.resolve();
     const error = this.#closedError("send message");
@@ -457,19 +467,25 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
 
   async #runPump(): Promise<void> {
     const inflight: Promise<{ frame: Uint8Array<ArrayBuffer>; size: number }>[] = [];
+    // A rekey frame is a barrier: no later frame is sealed before the rekey.
+    let barrier: Promise<unknown> | undefined;
     try {
       await Promise.resolve();
       while (this.#state !== "closed") {
-        let rekeying = false;
-        while (!rekeying && inflight.length < DEPTH) {
+        if (barrier !== undefined && inflight.length === 0) {
+          await barrier;
+          barrier = undefined;
+        }
+        while (barrier === undefined && inflight.length < DEPTH) {
           const plaintext = this.#batcher.take();
           if (plaintext === undefined) break;
           this.#sinceRekey += plaintext.length;
-          rekeying = this.#sinceRekey >= this.#rekeyAfterBytes;
-          if (rekeying) this.#sinceRekey = 0;
-          const sealing = this.#seal(plaintext, rekeying);
+          const rekey = this.#sinceRekey >= this.#rekeyAfterBytes;
+          if (rekey) this.#sinceRekey = 0;
+          const sealing = this.#seal(plaintext, rekey);
           sealing.catch(() => {});
           inflight.push(sealing);
+          if (rekey) barrier = sealing;
         }
         const next = inflight.shift();
         if (next === undefined) break;
@@ -528,7 +544,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
       );
     });
     try {
-      await Promise.race([this.#writer.write(frame), timeout]);
+      await Promise.race([writeAll(this.#conn, frame), timeout]);
     } finally {
       clearTimeout(timer);
     }

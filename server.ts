@@ -57,6 +57,7 @@ import {
 } from "./_config.ts";
 import { encodeRefuse, establishServer, withDeadline } from "./_establish.ts";
 import { abortable, internals } from "./_internal.ts";
+import { closeQuietly, sendAndClose } from "./_socket.ts";
 import { ActivityLog, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
 import {
@@ -462,11 +463,13 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     }
     if (refused !== undefined) {
       this.#refuse(address, refused, `Refused ${address}: ${refused}`);
-      conn.write(encodeRefuse(refused)).catch(() => {}).finally(() => closeQuietly(conn));
-      return;
+      return this.#track(sendAndClose(conn, encodeRefuse(refused)));
     }
     this.#active++;
-    const task = this.#handshake(conn, address);
+    this.#track(this.#handshake(conn, address));
+  }
+
+  #track(task: Promise<void>): void {
     this.#handshakes.add(task);
     task.finally(() => this.#handshakes.delete(task));
   }
@@ -559,12 +562,4 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
 
 function keyId(key: Uint8Array): string {
   return Array.from(key, (byte) => byte.toString(16).padStart(2, "0")).join("");
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed.
-  }
 }
