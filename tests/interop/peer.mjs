@@ -1,0 +1,503 @@
+// Copyright 2026 the aesm authors. MIT license.
+// An independent aesm wire-protocol peer, written from PROTOCOL.md and the Noise Protocol
+// Framework (revision 34) alone. Plain Node.js, no dependencies: node:crypto and node:net.
+//
+//   node tests/interop/peer.mjs '<json>'
+//
+// JSON: { role: "client" | "server", port?, app?, psk? (64 hex digits), send?: [message...],
+//         closeAfter? (close once this many messages came and all were sent; absent: wait for
+//         the other side's Close), rekeyEvery? (send every n-th frame as TransportRekey),
+//         extras? (Ping, extension records and an empty frame around messages), finImmediately?
+//         (FIN right after our Close record, without waiting for the other side's),
+//         paramsExtra? (reserved bytes appended to the parameters), maxMessageSize?, timeoutMs? }
+// message: { text } | { base64 } | { gen: "binary", size, seed } | { gen: "text", count, seed }
+// (see generate(): large messages are generated, as argv is too small to carry them).
+// Output, one JSON line each: the port (server role, first line), { connected } after the
+// handshake, every received message { type, data (base64 for binary), sentAt }, { refused } when
+// refused, and last { closed: { clean, code } } (code: that of the Close record received, or -1).
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createHmac,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+} from "node:crypto";
+import { connect, createServer } from "node:net";
+
+const cfg = JSON.parse(process.argv[2] ?? "{}");
+const app = cfg.app ?? "aesm";
+const psk = cfg.psk ? Buffer.from(cfg.psk, "hex") : null;
+const maxMessageSize = cfg.maxMessageSize ?? 16 * 1024 * 1024;
+const MAX_PLAINTEXT = 65535 - 16;
+const REFUSE = [
+  "",
+  "malformed",
+  "version",
+  "protocol-mismatch",
+  "application-mismatch",
+  "handshake-failed",
+  "psk-mismatch",
+  "unauthorized",
+  "key-rejected",
+  "server-full",
+  "timeout",
+];
+const out = (value) => process.stdout.write(JSON.stringify(value) + "\n");
+const log = (...args) => cfg.verbose && console.error("[peer]", ...args);
+
+// ---- Noise: CipherState, SymmetricState, DH (revision 34, sections 4 and 5) ----
+const EMPTY = Buffer.alloc(0);
+const sha256 = (...parts) => parts.reduce((h, p) => h.update(p), createHash("sha256")).digest();
+const hmac = (key, ...parts) =>
+  parts.reduce((h, p) => h.update(p), createHmac("sha256", key)).digest();
+function hkdf(ck, ikm, n) {
+  const temp = hmac(ck, ikm);
+  const o1 = hmac(temp, Buffer.from([1]));
+  const o2 = hmac(temp, o1, Buffer.from([2]));
+  return n === 2 ? [o1, o2] : [o1, o2, hmac(temp, o2, Buffer.from([3]))];
+}
+function gcmNonce(n) {
+  const nonce = Buffer.alloc(12);
+  nonce.writeBigUInt64BE(BigInt(n), 4);
+  return nonce;
+}
+function aesEncrypt(k, n, ad, plaintext) {
+  const c = createCipheriv("aes-256-gcm", k, gcmNonce(n)).setAAD(ad);
+  return Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
+}
+function aesDecrypt(k, n, ad, ciphertext) {
+  if (ciphertext.length < 16) throw new Error("ciphertext shorter than a tag");
+  const d = createDecipheriv("aes-256-gcm", k, gcmNonce(n)).setAAD(ad);
+  d.setAuthTag(ciphertext.subarray(-16));
+  return Buffer.concat([d.update(ciphertext.subarray(0, -16)), d.final()]);
+}
+class CipherState {
+  constructor(k = null) {
+    this.k = k;
+    this.n = 0n;
+  }
+  encryptWithAd(ad, plaintext) {
+    if (!this.k) return plaintext;
+    return aesEncrypt(this.k, this.n++, ad, plaintext);
+  }
+  decryptWithAd(ad, ciphertext) {
+    if (!this.k) return ciphertext;
+    const plaintext = aesDecrypt(this.k, this.n, ad, ciphertext);
+    this.n++;
+    return plaintext;
+  }
+  rekey() {
+    this.k = aesEncrypt(this.k, 0xffffffffffffffffn, EMPTY, Buffer.alloc(32)).subarray(0, 32);
+  }
+}
+class SymmetricState {
+  constructor(name, prologue) {
+    const bytes = Buffer.from(name);
+    this.h = bytes.length <= 32 ? Buffer.concat([bytes, Buffer.alloc(32 - bytes.length)]) : sha256(
+      bytes,
+    );
+    this.ck = this.h;
+    this.cs = new CipherState();
+    this.mixHash(prologue);
+  }
+  mixHash(data) {
+    this.h = sha256(this.h, data);
+  }
+  mixKey(ikm) {
+    const [ck, k] = hkdf(this.ck, ikm, 2);
+    this.ck = ck;
+    this.cs = new CipherState(k);
+  }
+  mixKeyAndHash(ikm) {
+    const [ck, h, k] = hkdf(this.ck, ikm, 3);
+    this.ck = ck;
+    this.mixHash(h);
+    this.cs = new CipherState(k);
+  }
+  encryptAndHash(plaintext) {
+    const c = this.cs.encryptWithAd(this.h, plaintext);
+    this.mixHash(c);
+    return c;
+  }
+  decryptAndHash(ciphertext) {
+    const p = this.cs.decryptWithAd(this.h, ciphertext);
+    this.mixHash(ciphertext);
+    return p;
+  }
+  split() {
+    return hkdf(this.ck, EMPTY, 2).map((k) => new CipherState(k));
+  }
+  // The "e" token: MixHash(e), and with a psk modifier MixKey(e) too (Noise section 9.2).
+  mixEphemeral(pub) {
+    this.mixHash(pub);
+    if (psk) this.mixKey(pub);
+  }
+}
+const SPKI_X25519 = Buffer.from("302a300506032b656e032100", "hex");
+function generateKey() {
+  const { privateKey, publicKey } = generateKeyPairSync("x25519");
+  return { privateKey, pub: publicKey.export({ type: "spki", format: "der" }).subarray(-32) };
+}
+function dh(pair, pub) {
+  const key = createPublicKey({
+    key: Buffer.concat([SPKI_X25519, pub]),
+    format: "der",
+    type: "spki",
+  });
+  return diffieHellman({ privateKey: pair.privateKey, publicKey: key });
+}
+
+// ---- The preamble, frames and parameters (PROTOCOL.md sections 2 to 4) ----
+const protocolName = psk ? "Noise_XXpsk3_25519_AESGCM_SHA256" : "Noise_XX_25519_AESGCM_SHA256";
+const appTag = sha256(Buffer.from(app)).subarray(0, 8);
+const preamble = Buffer.concat([Buffer.from("aesm"), Buffer.from([1, psk ? 1 : 0, 0, 0]), appTag]);
+const frame = (type, body) =>
+  Buffer.concat([Buffer.from([type, body.length >> 8, body.length]), body]);
+const record = frame; // records have the frame layout: type (1) || length (2) || body
+function params() {
+  const p = Buffer.alloc(4 + (cfg.paramsExtra ?? 0), 0xaa);
+  p.writeUInt32BE(maxMessageSize, 0);
+  return p;
+}
+function readParams(payload) {
+  if (payload.length < 4) throw new Refusal(1, "parameters shorter than 4 bytes");
+  return payload.readUInt32BE(0);
+}
+class Refusal extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+class Reader {
+  constructor(socket) {
+    this.chunks = [];
+    this.length = 0;
+    this.ended = false;
+    this.wake = null;
+    const notify = () => {
+      const wake = this.wake;
+      this.wake = null;
+      wake?.();
+    };
+    socket.on("data", (chunk) => {
+      this.chunks.push(chunk);
+      this.length += chunk.length;
+      notify();
+    });
+    socket.on("end", () => (this.ended = true, notify()));
+    socket.on("close", () => (this.ended = true, notify()));
+    socket.on("error", (error) => (this.error = error, this.ended = true, notify()));
+  }
+  // Exactly n bytes, or null if the stream ends first.
+  async read(n) {
+    while (this.length < n) {
+      if (this.ended) return null;
+      await new Promise((resolve) => (this.wake = resolve));
+    }
+    const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
+    this.chunks = [all.subarray(n)];
+    this.length -= n;
+    return all.subarray(0, n);
+  }
+  async frame() {
+    const header = await this.read(3);
+    if (!header) return null;
+    const body = await this.read(header.readUInt16BE(1));
+    return body && { type: header[0], header, body };
+  }
+}
+function writer(socket) {
+  return (bytes) =>
+    socket.write(bytes) ? Promise.resolve() : new Promise((r) => socket.once("drain", r));
+}
+
+// ---- The handshake ----
+async function clientHandshake(reader, write) {
+  const s = generateKey();
+  const e = generateKey();
+  const ss = new SymmetricState(protocolName, Buffer.concat([preamble, Buffer.from(app)]));
+  ss.mixEphemeral(e.pub); // -> e
+  const message1 = Buffer.concat([e.pub, ss.encryptAndHash(EMPTY)]);
+  await write(Buffer.concat([preamble, frame(1, message1)]));
+
+  const expectHandshake = async () => {
+    const f = await reader.frame();
+    if (!f) throw new Error("the server closed during the handshake");
+    if (f.type === 2) {
+      const reason = REFUSE[f.body[0]] ?? "malformed";
+      out({ refused: { code: f.body[0], reason, detail: f.body.subarray(1).toString() } });
+      return null;
+    }
+    return f;
+  };
+  const f2 = await expectHandshake();
+  if (!f2) return null;
+  if (f2.type !== 1 || f2.body.length < 32 + 48 + 16) throw new Refusal(1, "bad message 2");
+  const re = f2.body.subarray(0, 32); // <- e, ee, s, es
+  ss.mixEphemeral(re);
+  ss.mixKey(dh(e, re));
+  let peerMax;
+  try {
+    const rs = ss.decryptAndHash(f2.body.subarray(32, 80));
+    ss.mixKey(dh(e, rs));
+    peerMax = readParams(ss.decryptAndHash(f2.body.subarray(80)));
+  } catch (error) {
+    throw error instanceof Refusal ? error : new Refusal(5, "message 2: " + error.message);
+  }
+  const sealedS = ss.encryptAndHash(s.pub); // -> s, se [, psk]
+  ss.mixKey(dh(s, re));
+  if (psk) ss.mixKeyAndHash(psk);
+  await write(frame(1, Buffer.concat([sealedS, ss.encryptAndHash(params())])));
+  const [send, recv] = ss.split();
+
+  const acceptance = await expectHandshake();
+  if (!acceptance) return null;
+  if (acceptance.type !== 3) throw new Error("expected the acceptance frame");
+  if (recv.decryptWithAd(acceptance.header, acceptance.body).length !== 0) {
+    throw new Error("the acceptance is not empty");
+  }
+  return { send, recv, peerMax };
+}
+
+async function serverHandshake(socket, reader, write) {
+  const p = await reader.read(16);
+  if (!p) throw new Error("no preamble");
+  if (!p.subarray(0, 4).equals(Buffer.from("aesm"))) return socket.destroy(), null;
+  if (p[4] !== 1) throw new Refusal(2, "version");
+  if (p[5] > 1 || p[6] || p[7]) throw new Refusal(1, "bad protocol or reserved byte");
+  if (p[5] !== (psk ? 1 : 0)) throw new Refusal(3, "psk on one side only");
+  if (!p.subarray(8).equals(appTag)) throw new Refusal(4, "another application");
+  const s = generateKey();
+  const e = generateKey();
+  const ss = new SymmetricState(protocolName, Buffer.concat([p, Buffer.from(app)]));
+  const f1 = await reader.frame();
+  if (!f1 || f1.type !== 1 || f1.body.length < 32) throw new Refusal(1, "bad message 1");
+  const re = f1.body.subarray(0, 32); // -> e
+  ss.mixEphemeral(re);
+  let payload;
+  try {
+    payload = ss.decryptAndHash(f1.body.subarray(32));
+  } catch {
+    throw new Refusal(5, "message 1 failed");
+  }
+  if (payload.length !== 0) throw new Refusal(1, "message 1 has a payload");
+
+  ss.mixEphemeral(e.pub); // <- e, ee, s, es
+  ss.mixKey(dh(e, re));
+  const sealedS = ss.encryptAndHash(s.pub);
+  ss.mixKey(dh(s, re));
+  await write(frame(1, Buffer.concat([e.pub, sealedS, ss.encryptAndHash(params())])));
+
+  const f3 = await reader.frame(); // -> s, se [, psk]
+  if (!f3) throw new Error("the client closed during the handshake");
+  if (f3.type === 2) {
+    out({ refused: { code: f3.body[0], reason: REFUSE[f3.body[0]] ?? "malformed" } });
+    return null;
+  }
+  if (f3.type !== 1 || f3.body.length < 48 + 16) throw new Refusal(1, "bad message 3");
+  let peerMax;
+  try {
+    const rs = ss.decryptAndHash(f3.body.subarray(0, 48));
+    ss.mixKey(dh(e, rs));
+    if (psk) ss.mixKeyAndHash(psk);
+    peerMax = readParams(ss.decryptAndHash(f3.body.subarray(48)));
+  } catch (error) {
+    throw error instanceof Refusal ? error : new Refusal(psk ? 6 : 5, "message 3 failed");
+  }
+  const [recv, send] = ss.split();
+  const header = Buffer.from([3, 0, 16]); // the acceptance: an empty Transport plaintext
+  await write(Buffer.concat([header, send.encryptWithAd(header, EMPTY)]));
+  return { send, recv, peerMax };
+}
+
+// ---- Transport: frames of records (sections 5 to 8) ----
+function generate(m) {
+  if (m.text !== undefined) return { type: 1, bytes: Buffer.from(m.text) };
+  if (m.base64 !== undefined) return { type: 2, bytes: Buffer.from(m.base64, "base64") };
+  if (m.gen === "binary") {
+    const bytes = Buffer.alloc(m.size);
+    for (let i = 0; i < m.size; i++) bytes[i] = (i * 31 + m.seed * 7 + (i >> 8)) & 255;
+    return { type: 2, bytes };
+  }
+  // Text of multi-byte characters (10 + 1 bytes a unit), so that records split inside them.
+  return { type: 1, bytes: Buffer.from(`é€😀 ${m.seed % 10}`.repeat(m.count)) };
+}
+
+async function transport(socket, reader, write, { send, recv, peerMax }) {
+  let framesSent = 0;
+  async function sendFrame(plaintext) {
+    const type = cfg.rekeyEvery && ++framesSent % cfg.rekeyEvery === 0 ? 4 : 3;
+    const header = Buffer.from([type, (plaintext.length + 16) >> 8, plaintext.length + 16]);
+    const body = send.encryptWithAd(header, plaintext);
+    if (type === 4) send.rekey(); // right after encrypting a TransportRekey frame
+    await write(Buffer.concat([header, body]));
+  }
+  const ping = cfg.extras
+    ? Buffer.concat([record(5, EMPTY), record(0x40, Buffer.from("ext"))])
+    : EMPTY;
+  async function sendMessage({ type, bytes }) {
+    if (bytes.length > peerMax) throw new Error(`message over the peer's ${peerMax} bytes`);
+    const head = Buffer.alloc(12);
+    head.writeBigUInt64BE(BigInt(Date.now()), 0);
+    head.writeUInt32BE(bytes.length, 8);
+    let offset = MAX_PLAINTEXT - ping.length - 3 - 12;
+    await sendFrame(
+      Buffer.concat([ping, record(type, Buffer.concat([head, bytes.subarray(0, offset)]))]),
+    );
+    for (; offset < bytes.length; offset += MAX_PLAINTEXT - ping.length - 3) {
+      const chunk = bytes.subarray(offset, offset + MAX_PLAINTEXT - ping.length - 3);
+      await sendFrame(Buffer.concat([ping, record(3, chunk)]));
+    }
+  }
+  if (cfg.extras) await sendFrame(EMPTY);
+  const sending = (async () => {
+    for (const m of cfg.send ?? []) await sendMessage(generate(m));
+  })();
+
+  // Closing: our Close record, then FIN. Unless finImmediately, the FIN waits for the other
+  // side's Close record (at most 5 s): aesm may skip its Close reply when our FIN comes with ours.
+  let closing = null;
+  let closeArrived;
+  const closeReceived = new Promise((resolve) => (closeArrived = resolve));
+  const close = (code) =>
+    closing ??= sending.then(async () => {
+      await sendFrame(record(4, Buffer.concat([Buffer.from([code]), Buffer.from("peer done")])));
+      if (!cfg.finImmediately) {
+        await Promise.race([closeReceived, new Promise((r) => setTimeout(r, 5000).unref())]);
+      }
+      await new Promise((resolve) => socket.end(resolve));
+    });
+  if (cfg.closeAfter === 0) close(0);
+
+  let message = null; // { type, sentAt, total, parts, got }
+  let received = 0;
+  let closeCode = null;
+  const protocolError = async (why, code = 2) => { // 02 protocol-error, 03 message-too-large
+    log("protocol error:", why);
+    if (!closing) {
+      await sendFrame(record(4, Buffer.concat([Buffer.from([code]), Buffer.from(why)])));
+    }
+    return { clean: false, code: -1, error: why };
+  };
+  const deliver = () => {
+    const bytes = Buffer.concat(message.parts);
+    const data = message.type === 1
+      ? new TextDecoder("utf-8", { fatal: true }).decode(bytes)
+      : bytes.toString("base64");
+    out({ type: message.type === 1 ? "text" : "binary", data, sentAt: message.sentAt });
+    message = null;
+    if (++received === cfg.closeAfter) close(0);
+  };
+  const addBytes = (bytes) => {
+    if (message.got + bytes.length > message.total) throw new Error("more than total_length");
+    message.parts.push(bytes);
+    message.got += bytes.length;
+    if (message.got === message.total) deliver();
+  };
+  for (;;) {
+    const f = await reader.frame();
+    if (!f) {
+      if (closeCode !== null) return { clean: true, code: closeCode };
+      return { clean: false, code: -1, error: reader.error ? "reset" : "truncated" };
+    }
+    if (closeCode !== null) return protocolError("a frame after the Close record");
+    if (f.type !== 3 && f.type !== 4) return protocolError(`frame type ${f.type}`);
+    let plaintext;
+    try {
+      plaintext = recv.decryptWithAd(f.header, f.body);
+    } catch {
+      return protocolError("a Transport frame failed decryption");
+    }
+    if (f.type === 4) recv.rekey(); // right after decrypting it
+    try {
+      for (let off = 0; off < plaintext.length;) {
+        if (closeCode !== null) throw new Error("a record after the Close record");
+        if (off + 3 > plaintext.length) throw new Error("a record overruns its plaintext");
+        const type = plaintext[off];
+        const end = off + 3 + plaintext.readUInt16BE(off + 1);
+        if (end > plaintext.length) throw new Error("a record overruns its plaintext");
+        const body = plaintext.subarray(off + 3, end);
+        off = end;
+        if (type === 1 || type === 2) {
+          if (message) throw new Error("a message starts inside another");
+          if (body.length < 12) throw new Error("a short message record");
+          const total = body.readUInt32BE(8);
+          if (total > maxMessageSize) throw Object.assign(new Error("too large"), { closeCode: 3 });
+          const sentAt = Number(body.readBigUInt64BE(0));
+          message = { type, sentAt, total, parts: [], got: 0 };
+          addBytes(body.subarray(12));
+        } else if (type === 3) {
+          if (!message || body.length === 0) throw new Error("a stray Continuation");
+          addBytes(body);
+        } else if (type === 4) {
+          if (message || body.length < 1) throw new Error("a Close inside a message");
+          closeCode = body[0];
+          closeArrived();
+          log("Close received, code", closeCode, body.subarray(1).toString());
+        } else if (type !== 5 && type < 0x40) {
+          throw new Error(`reserved record type ${type}`);
+        }
+      }
+    } catch (error) {
+      return protocolError(error.message, error.closeCode);
+    }
+    if (closeCode !== null) await close(0); // answers the Close, or finishes our own
+  }
+}
+
+// ---- Roles ----
+async function run(socket) {
+  const reader = new Reader(socket);
+  const write = writer(socket);
+  let result = { clean: false, code: -1 };
+  try {
+    const keys = cfg.role === "server"
+      ? await serverHandshake(socket, reader, write)
+      : await clientHandshake(reader, write);
+    if (keys) {
+      out({ connected: { peerMaxMessageSize: keys.peerMax } });
+      result = await transport(socket, reader, write, keys);
+    }
+  } catch (error) {
+    log("failed:", error);
+    result.error = error.message;
+    if (error instanceof Refusal) {
+      const detail = Buffer.from(error.message).subarray(0, 256);
+      await write(frame(2, Buffer.concat([Buffer.from([error.code]), detail]))).catch(() => {});
+    }
+  }
+  out({ closed: result });
+  socket.end();
+  setTimeout(() => socket.destroy(), 200).unref();
+  return result;
+}
+
+const timer = setTimeout(() => {
+  out({ closed: { clean: false, code: -1, error: "peer timeout" } });
+  process.exit(3);
+}, cfg.timeoutMs ?? 30000);
+const finish = (result) => {
+  clearTimeout(timer);
+  process.exitCode = result.clean ? 0 : 1;
+};
+
+if (cfg.role === "server") {
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    server.close();
+    run(socket).then(finish);
+  });
+  server.listen(0, "127.0.0.1", () => out(server.address().port));
+} else {
+  // allowHalfOpen: the other side's FIN must not end our half before our Close record is out.
+  const socket = connect({ port: cfg.port, host: "127.0.0.1", allowHalfOpen: true });
+  const failed = (error) => {
+    out({ closed: { clean: false, code: -1, error: error.message } });
+    finish({ clean: false });
+  };
+  socket.once("error", failed);
+  socket.once("connect", () => (socket.off("error", failed), run(socket).then(finish)));
+}
