@@ -44,26 +44,10 @@ export interface ReasonOptions<R extends string> extends ErrorOptions {
 }
 
 /**
- * The peer could not be authenticated, or refused to authenticate this side:
- * a wrong pre-shared key, an unpinned server key, or a key or address the
- * server's authorizer refused.
- */
-export class AuthenticationError extends HandshakeError {
-  /** The reason, as in the activity log. */
-  readonly reason: RefuseReason;
-
-  /** Creates the error with its reason. */
-  constructor(message: string, options: ReasonOptions<RefuseReason>) {
-    super(message, options);
-    this.name = "AuthenticationError";
-    this.reason = options.reason;
-  }
-}
-
-/**
- * The handshake was refused or broke off for a reason other than
- * authentication: a stray or tampered peer, another application name or
- * protocol, a full server, a timeout.
+ * The handshake was refused or broke off: a stray or tampered peer, another
+ * application name or protocol, a full server, a failed authentication.
+ * `reason` says which; `AuthenticationError` is the subclass for failed
+ * authentication.
  */
 export class RefusedError extends HandshakeError {
   /** The reason, as in the activity log. */
@@ -74,6 +58,20 @@ export class RefusedError extends HandshakeError {
     super(message, options);
     this.name = "RefusedError";
     this.reason = options.reason;
+  }
+}
+
+/**
+ * The peer could not be authenticated, or refused to authenticate this side:
+ * a wrong pre-shared key (`psk-mismatch`), an unpinned server key
+ * (`key-rejected`), or a key or address the server's authorizer refused
+ * (`unauthorized`).
+ */
+export class AuthenticationError extends RefusedError {
+  /** Creates the error with its reason. */
+  constructor(message: string, options: ReasonOptions<RefuseReason>) {
+    super(message, options);
+    this.name = "AuthenticationError";
   }
 }
 
