@@ -50,6 +50,12 @@ export class AsyncQueue<T> {
     else this.#items.push(item);
   }
 
+  /** Puts an item back at the front (it was taken by mistake, as by a wait). */
+  unshift(item: T): void {
+    if (this.#head > 0) this.#items[--this.#head] = item;
+    else this.#items.unshift(item);
+  }
+
   shift(): T | undefined {
     if (this.length === 0) return undefined;
     const item = this.#items[this.#head];
@@ -77,7 +83,7 @@ export class AsyncQueue<T> {
    * queue is closed and empty; rejects with `signal.reason` on abort.
    */
   receive(signal?: AbortSignal): Promise<T | undefined> {
-    signal?.throwIfAborted();
+    if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.length > 0) return Promise.resolve(this.shift());
     if (this.#closed) return Promise.resolve(undefined);
     const { promise, resolve, reject } = Promise.withResolvers<T | undefined>();

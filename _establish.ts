@@ -337,24 +337,29 @@ async function readHandshake(
 }
 
 /**
- * Runs `step` with a deadline and an optional signal. On either, rejects
- * with a `TimeoutError` or `signal.reason`; the caller then closes the
- * connection, which ends the step.
+ * Runs `step` with a deadline and an optional signal. On either, the signal
+ * given to `step` aborts and the call rejects with a `TimeoutError` or
+ * `signal.reason`; the caller then closes the connection, which ends the step.
  */
 export async function withDeadline<T>(
   timeout: number,
   signal: AbortSignal | undefined,
-  step: () => Promise<T>,
+  step: (signal: AbortSignal) => Promise<T>,
 ): Promise<T> {
-  signal?.throwIfAborted();
+  if (signal?.aborted) throw signal.reason;
+  const controller = new AbortController();
   const { promise: stopped, reject } = Promise.withResolvers<never>();
+  const stop = (reason: unknown) => {
+    controller.abort(reason);
+    reject(reason);
+  };
   const timer = setTimeout(
-    () => reject(new TimeoutError(`Cannot complete handshake: no answer within ${timeout} ms`)),
+    () => stop(new TimeoutError(`Cannot complete handshake: no answer within ${timeout} ms`)),
     timeout,
   );
-  const onAbort = () => reject(signal!.reason);
+  const onAbort = () => stop(signal!.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
-  const work = step();
+  const work = step(controller.signal);
   try {
     return await Promise.race([work, stopped]);
   } catch (error) {

@@ -113,6 +113,19 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
     return this.#queue.receive(options.signal);
   }
 
+  /**
+   * Waits until a record is unread, without taking it.
+   *
+   * @param options A signal to stop waiting.
+   * @returns Whether a record is unread: `false` once the server has stopped with none left.
+   */
+  async wait(options: ReceiveOptions = {}): Promise<boolean> {
+    const record = await this.#queue.receive(options.signal);
+    if (record === undefined) return false;
+    this.#queue.unshift(record);
+    return true;
+  }
+
   /** Takes records as they come, until the server stops and the log is read. */
   [Symbol.asyncIterator](): AsyncIterator<ActivityRecord> {
     return this.#queue.drain();

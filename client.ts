@@ -31,6 +31,8 @@ import {
   positive,
 } from "./_config.ts";
 import { establishClient, withDeadline } from "./_establish.ts";
+import { closeQuietly } from "./_socket.ts";
+import { ConnectionClosedError } from "./errors.ts";
 import { internals } from "./_internal.ts";
 import { assertBytes, copy } from "./_bytes.ts";
 import type { KeyPair } from "./cipher.ts";
@@ -83,6 +85,8 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   readonly ready: Promise<void>;
   #connection: Connection | undefined;
   #keyPair: KeyPair | undefined;
+  #cancel = new AbortController();
+  #closed: Promise<CloseInfo>;
 
   /**
    * Connects to `hostname:port` (the original's `ClientNetwork(host, port)`).
@@ -116,7 +120,13 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     };
     this.retrieved = new PacketQueue(options);
     this.ready = this.#connect(config, options);
-    this.ready.catch(() => internals.sinkOf!(this.retrieved).close());
+    this.#closed = this.ready.then(
+      () => this.#connection!.closed,
+      (error) => {
+        internals.sinkOf!(this.retrieved).close();
+        return { reason: "aborted", clean: false, by: "local", message: "never connected", error };
+      },
+    );
   }
 
   /**
@@ -173,9 +183,9 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     return this.connection.handshakeHash;
   }
 
-  /** Resolves once the connection has ended, with why. */
+  /** Resolves once the connection has ended, with why (reason `"aborted"` if it never connected). Never rejects. */
   get closed(): Promise<CloseInfo> {
-    return this.ready.then(() => this.connection.closed);
+    return this.#closed;
   }
 
   /**
@@ -226,12 +236,13 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * @returns How the connection ended.
    */
   async close(options?: CloseOptions): Promise<CloseInfo> {
-    try {
-      await this.ready;
-    } catch (error) {
-      return { reason: "aborted", clean: false, by: "local", message: "never connected", error };
+    if (this.#connection === undefined) {
+      this.#cancel.abort(
+        new ConnectionClosedError("Cannot connect: the client was closed", { reason: "aborted" }),
+      );
     }
-    return await this.connection.close(options);
+    await this.ready.catch(() => {});
+    return this.#connection ? await this.#connection.close(options) : await this.#closed;
   }
 
   /** Closes the connection (the original's `stop()`); see {@linkcode ClientNetwork.close}. */
@@ -258,29 +269,29 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   ): Promise<void> {
     await Promise.resolve();
     this.#keyPair = await loadKeyPair(options.keyPair);
-    const signal = options.signal;
-    signal?.throwIfAborted();
-    const conn = await Deno.connect({ hostname: config.hostname, port: config.port, signal });
+    const signal = options.signal
+      ? AbortSignal.any([options.signal, this.#cancel.signal])
+      : this.#cancel.signal;
+    let conn: Deno.TcpConn | undefined;
     try {
-      signal?.throwIfAborted();
-      conn.setNoDelay(true);
-      const established = await withDeadline(
-        config.handshakeTimeout,
-        signal,
-        () => establishClient(conn, { ...config, keyPair: this.#keyPair! }),
-      );
+      const established = await withDeadline(config.handshakeTimeout, signal, async (deadline) => {
+        conn = await Deno.connect({
+          hostname: config.hostname,
+          port: config.port,
+          signal: deadline,
+        });
+        deadline.throwIfAborted();
+        conn.setNoDelay(true);
+        return await establishClient(conn, { ...config, keyPair: this.#keyPair! });
+      });
       this.#connection = internals.openConnection!({
-        conn,
+        conn: conn!,
         established,
         options: { ...options, maxMessageSize: config.maxMessageSize },
         queue: this.retrieved,
       });
     } catch (error) {
-      try {
-        conn.close();
-      } catch {
-        // Already closed.
-      }
+      if (conn !== undefined) closeQuietly(conn);
       throw error;
     }
   }

@@ -273,12 +273,10 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   close(options: CloseOptions = {}): Promise<CloseInfo> {
     if (this.#state === "open") {
       const reason = options.reason ?? "normal";
-      this.#shutdown({
-        reason,
-        clean: true,
-        by: "local",
-        message: options.message ?? "closed by this side",
-      });
+      this.#shutdown(
+        { reason, clean: true, by: "local", message: "closed by this side" },
+        options.message ?? "",
+      );
     }
     return this.closed;
   }
@@ -392,11 +390,10 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   // A clean close, from either side: flush, send our close, wait for theirs.
-  async #shutdown(info: CloseInfo): Promise<void> {
+  async #shutdown(info: CloseInfo, message = ""): Promise<void> {
     this.#state = "closing";
     this.#info = info;
-    const reply = info.by === "remote" ? "normal" : info.reason;
-    this.#queueClose(reply, info.by === "remote" ? "" : info.message);
+    this.#queueClose(info.by === "remote" ? "normal" : info.reason, message);
     const timer = setTimeout(() => this.#finish(), this.#closeTimeout);
     try {
       await this.flush();

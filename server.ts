@@ -428,7 +428,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   async #stop(): Promise<void> {
-    this.#stopping.abort(new TimeoutError("The server is stopping"));
+    this.#stopping.abort(new DOMException("The server is stopping", "AbortError"));
     try {
       this.#listener.close();
     } catch {
@@ -506,8 +506,10 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     } catch (error) {
       this.#active--;
       closeQuietly(conn);
-      const reason = (error as { reason?: RefuseReason }).reason ??
-        (error instanceof TimeoutError ? "timeout" : "aborted");
+      const reason = this.#stopping.signal.aborted
+        ? "aborted"
+        : (error as { reason?: RefuseReason }).reason ??
+          (error instanceof TimeoutError ? "timeout" : "aborted");
       this.#refuse(address, reason, (error as Error).message ?? String(error));
       return;
     }
