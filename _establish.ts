@@ -9,14 +9,15 @@
 import { type Bytes, concat, EMPTY, equal } from "./_bytes.ts";
 import { hash } from "./_primitives.ts";
 import type { CipherState, KeyPair } from "./cipher.ts";
-import { AuthenticationError, RefusedError, type RefuseReason, TimeoutError } from "./errors.ts";
 import {
-  encodeFrame,
-  encodeFrameHeader,
-  type Frame,
-  FrameDecoderStream,
-  FrameType,
-} from "./framing.ts";
+  AuthenticationError,
+  type ProtocolError,
+  RefusedError,
+  type RefuseReason,
+  TimeoutError,
+} from "./errors.ts";
+import { encodeFrame, encodeFrameHeader, type Frame, FrameType } from "./framing.ts";
+import { Fault, faultsInBand, FrameFaultStream } from "./_fault.ts";
 import { HandshakeError, HandshakeState } from "./handshake.ts";
 import { readableFrom, sendAndClose, writeAll } from "./_socket.ts";
 
@@ -63,8 +64,8 @@ export interface HandshakeConfig {
 
 /** A finished handshake, ready for transport. */
 export interface Established {
-  /** The rest of the frame stream, unlocked. */
-  readonly frames: ReadableStream<Frame>;
+  /** The rest of the frame stream, unlocked; errors come in band as a `Fault`. */
+  readonly frames: ReadableStream<Frame | Fault>;
   readonly send: CipherState;
   readonly receive: CipherState;
   readonly remotePublicKey: Bytes;
@@ -136,16 +137,18 @@ async function createState(
 }
 
 class Handshake {
-  readonly reader: ReadableStreamDefaultReader<Frame>;
-  readonly frames: ReadableStream<Frame>;
+  readonly reader: ReadableStreamDefaultReader<Frame | Fault>;
+  readonly frames: ReadableStream<Frame | Fault>;
 
   constructor(readonly conn: Deno.Conn, preambleLength: number) {
-    this.frames = readableFrom(conn).pipeThrough(new FrameDecoderStream({ preambleLength }));
+    this.frames = faultsInBand(readableFrom(conn)).pipeThrough(
+      new FrameFaultStream(preambleLength),
+    );
     this.reader = this.frames.getReader();
   }
 
   async read(expected: string): Promise<Frame> {
-    let result: ReadableStreamReadResult<Frame>;
+    let result: ReadableStreamReadResult<Frame | Fault>;
     try {
       result = await this.reader.read();
     } catch (error) {
@@ -153,6 +156,14 @@ class Handshake {
         "malformed",
         `Cannot complete handshake: the connection failed while waiting for ${expected}`,
         error,
+      );
+    }
+    if (result.value instanceof Fault) {
+      const reason = (result.value.error as ProtocolError).truncated ? "aborted" : "malformed";
+      throw refusal(
+        reason,
+        `Cannot complete handshake: ${expected} is malformed`,
+        result.value.error,
       );
     }
     if (result.done) {

@@ -6,7 +6,8 @@
  * @module
  */
 
-import type { Bytes } from "./_bytes.ts";
+import { type Bytes, concat } from "./_bytes.ts";
+import { Fault } from "./_fault.ts";
 import { TAGLEN } from "./_primitives.ts";
 import { ProtocolError } from "./errors.ts";
 import { MAX_FRAME_BODY } from "./framing.ts";
@@ -170,7 +171,8 @@ export class OversizeError extends ProtocolError {
 interface Assembly {
   text: boolean;
   time: number;
-  buffer: Bytes;
+  total: number;
+  chunks: Bytes[];
   fill: number;
 }
 
@@ -181,24 +183,44 @@ const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
  * events per plaintext that completes any, so that a frame of many small
  * messages costs one step of the pipe, not one per message.
  *
- * Errors the stream with a `ProtocolError` on a malformed record, a
- * continuation out of place, invalid UTF-8 in a text message, an unknown
- * type below 0x40, or anything after a `Close` record; with an
- * `OversizeError` when a message's declared total exceeds `maxMessageSize`,
- * before anything of that size is allocated.
+ * Errors travel in band, after every event before them: a `Fault` holding a
+ * `ProtocolError` for a malformed record, a continuation out of place,
+ * invalid UTF-8 in a text message, an unknown type below 0x40, or anything
+ * after a `Close` record; an `OversizeError` when a message's declared total
+ * exceeds `maxMessageSize` (a message's buffer grows as its bytes arrive, so
+ * a declared total reserves nothing). A `Fault` from upstream passes through.
+ * After a `Fault` the stage drops its input.
  */
-export class RecordDecoderStream extends TransformStream<Bytes, RecordEvent[]> {
+export class RecordDecoderStream extends TransformStream<Bytes | Fault, RecordEvent[] | Fault> {
   #maxMessageSize: number;
   #assembly: Assembly | undefined;
   #closed = false;
+  #faulted = false;
 
   constructor(maxMessageSize: number) {
     super({ transform: (plaintext, controller) => this.#transform(plaintext, controller) });
     this.#maxMessageSize = maxMessageSize;
   }
 
-  #transform(plaintext: Bytes, controller: TransformStreamDefaultController<RecordEvent[]>): void {
+  #transform(
+    input: Bytes | Fault,
+    controller: TransformStreamDefaultController<RecordEvent[] | Fault>,
+  ): void {
+    if (this.#faulted) return;
     const events: RecordEvent[] = [];
+    try {
+      if (input instanceof Fault) throw input.error;
+      this.#decode(input, events);
+    } catch (error) {
+      this.#faulted = true;
+      if (events.length > 0) controller.enqueue(events);
+      controller.enqueue(new Fault(error));
+      return;
+    }
+    if (events.length > 0) controller.enqueue(events);
+  }
+
+  #decode(plaintext: Bytes, events: RecordEvent[]): void {
     const view = new DataView(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength);
     let offset = 0;
     while (offset < plaintext.length) {
@@ -217,7 +239,6 @@ export class RecordDecoderStream extends TransformStream<Bytes, RecordEvent[]> {
       const event = this.#record(type, body, view, start);
       if (event !== undefined) events.push(event);
     }
-    if (events.length > 0) controller.enqueue(events);
   }
 
   #record(type: number, body: Bytes, view: DataView, start: number): RecordEvent | undefined {
@@ -257,9 +278,8 @@ export class RecordDecoderStream extends TransformStream<Bytes, RecordEvent[]> {
       throw new ProtocolError("Cannot decode record: message longer than declared");
     }
     if (chunk.length === total) return message(text, time, chunk.slice());
-    const buffer = new Uint8Array(total);
-    buffer.set(chunk);
-    this.#assembly = { text, time, buffer, fill: chunk.length };
+    // The buffer grows as the bytes arrive: a declared total reserves nothing.
+    this.#assembly = { text, time, total, chunks: [chunk.slice()], fill: chunk.length };
     return undefined;
   }
 
@@ -268,14 +288,14 @@ export class RecordDecoderStream extends TransformStream<Bytes, RecordEvent[]> {
     if (assembly === undefined) {
       throw new ProtocolError("Cannot decode record: continuation outside a message");
     }
-    if (body.length === 0 || assembly.fill + body.length > assembly.buffer.length) {
+    if (body.length === 0 || assembly.fill + body.length > assembly.total) {
       throw new ProtocolError("Cannot decode record: continuation longer than declared");
     }
-    assembly.buffer.set(body, assembly.fill);
+    assembly.chunks.push(body);
     assembly.fill += body.length;
-    if (assembly.fill < assembly.buffer.length) return undefined;
+    if (assembly.fill < assembly.total) return undefined;
     this.#assembly = undefined;
-    return message(assembly.text, assembly.time, assembly.buffer);
+    return message(assembly.text, assembly.time, concat(...assembly.chunks));
   }
 
   #close(body: Bytes): RecordEvent {

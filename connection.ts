@@ -23,6 +23,7 @@
  */
 
 import { DecryptStream } from "./_decrypt_stream.ts";
+import { Fault } from "./_fault.ts";
 import { closeQuietly, writeAll } from "./_socket.ts";
 import type { Established } from "./_establish.ts";
 import { type ConnectionInit, internals, type PacketSink } from "./_internal.ts";
@@ -168,6 +169,9 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #state: "open" | "closing" | "closed" = "open";
   #info: CloseInfo | undefined;
   #readEnded = Promise.withResolvers<void>();
+  #leftOpen = Promise.withResolvers<void>();
+  #readDone = false;
+  #readError: unknown;
   #peerClosed = false;
   #eof = false;
   #done = Promise.withResolvers<CloseInfo>();
@@ -242,12 +246,11 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
    * @throws {ConnectionClosedError} If the connection ended before they were written.
    */
   async flush(): Promise<void> {
-    if (this.#unwritten === 0 && !this.#pumping) {
-      if (this.#state === "closed" && this.#info && !this.#info.clean) {
-        throw this.#closedError("flush");
-      }
+    if (this.#state === "closed") {
+      if (this.#unwritten > 0 || !this.#info!.clean) throw this.#closedError("flush");
       return;
     }
+    if (this.#unwritten === 0 && !this.#pumping) return;
     this.#flushed ??= Promise.withResolvers<void>();
     await this.#flushed.promise;
   }
@@ -306,7 +309,9 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
 
   // Read side: frames -> decrypt -> records -> queue.
   #read(maxMessageSize: number): void {
-    const sink = new WritableStream<RecordEvent[]>({ write: (events) => this.#onRecords(events) });
+    const sink = new WritableStream<RecordEvent[] | Fault>({
+      write: (events) => this.#onRecords(events),
+    });
     this.#established.frames
       .pipeThrough(new DecryptStream(this.#established.receive))
       .pipeThrough(new RecordDecoderStream(maxMessageSize))
@@ -314,10 +319,14 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
       .then(() => this.#onReadEnd(undefined), (error) => this.#onReadEnd(error));
   }
 
-  #onRecords(events: RecordEvent[]): Promise<void> | undefined {
+  #onRecords(events: RecordEvent[] | Fault): Promise<void> | undefined {
+    if (events instanceof Fault) return void this.#onReadEnd(events.error);
     let full: Promise<void> | undefined;
     for (const event of events) full = this.#onRecord(event) ?? full;
-    return full;
+    // While closing, read on past the high-water mark: the peer only flushes
+    // what it had accepted before our Close, and its Close must get through.
+    return full &&
+      (this.#state === "open" ? Promise.race([full, this.#leftOpen.promise]) : undefined);
   }
 
   #onRecord(event: RecordEvent): Promise<void> | undefined {
@@ -340,41 +349,22 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   #onReadEnd(error: unknown): void {
+    if (this.#readDone) return;
+    this.#readDone = true;
     this.#eof = error === undefined;
+    if (error !== undefined && !this.#peerClosed) this.#readError = error;
     this.#readEnded.resolve();
     if (this.#state !== "open") return;
-    if (error === undefined) {
-      this.#fail({
-        reason: "truncated",
-        clean: false,
-        by: "remote",
-        message: "the peer cut the connection without a close",
-      }, false);
-    } else if (error instanceof OversizeError) {
-      this.#fail({
-        reason: "message-too-large",
-        clean: false,
-        by: "local",
-        message: error.message,
-        error,
-      }, true);
-    } else if (error instanceof ProtocolError) {
-      this.#fail({
-        reason: "protocol-error",
-        clean: false,
-        by: "local",
-        message: error.message,
-        error,
-      }, true);
-    } else {
-      this.#fail({
-        reason: "reset",
-        clean: false,
-        by: "remote",
-        message: "the connection was reset",
-        error,
-      }, false);
-    }
+    const { reason, by, tellPeer } = classify(error);
+    const message = error === undefined
+      ? "the peer cut the connection without a close"
+      : reason === "reset"
+      ? "the connection was reset"
+      : (error as Error).message;
+    this.#fail(
+      { reason, clean: false, by, message, ...(error === undefined ? {} : { error }) },
+      tellPeer,
+    );
   }
 
   #queueClose(reason: CloseReason, message: string): void {
@@ -392,6 +382,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   // A clean close, from either side: flush, send our close, wait for theirs.
   async #shutdown(info: CloseInfo, message = ""): Promise<void> {
     this.#state = "closing";
+    this.#leftOpen.resolve();
     this.#info = info;
     this.#queueClose(info.by === "remote" ? "normal" : info.reason, message);
     const timer = setTimeout(() => this.#finish(), this.#closeTimeout);
@@ -411,6 +402,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   async #fail(info: CloseInfo, tellPeer: boolean): Promise<void> {
     if (this.#state === "closed") return;
     this.#state = "closing";
+    this.#leftOpen.resolve();
     this.#info ??= info;
     if (!tellPeer) return this.#finish();
     this.#queueClose(info.reason, "");
@@ -431,13 +423,21 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     let info = this.#info!;
     if (info.clean && !this.#peerClosed) {
       // We closed, but the peer's authenticated close never came.
+      const error = this.#readError;
+      const reason = error !== undefined
+        ? classify(error).reason
+        : this.#eof
+        ? "truncated"
+        : "timeout";
+      const message = reason === "timeout"
+        ? "the peer did not answer the close in time"
+        : "the connection ended without the peer's close";
       info = this.#info = {
         ...info,
         clean: false,
-        reason: this.#eof ? "truncated" : "timeout",
-        message: this.#eof
-          ? "the peer ended the connection without answering the close"
-          : "the peer did not answer the close in time",
+        reason,
+        message,
+        ...(error === undefined ? {} : { error }),
       };
     }
     closeQuietly(this.#conn);
@@ -556,4 +556,20 @@ export function formatAddress(addr: Deno.Addr): string {
   return addr.hostname.includes(":")
     ? `[${addr.hostname}]:${addr.port}`
     : `${addr.hostname}:${addr.port}`;
+}
+
+/** How a read-side end maps to a close reason, who caused it, and whether to tell the peer. */
+function classify(
+  error: unknown,
+): { reason: CloseReason; by: "local" | "remote"; tellPeer: boolean } {
+  if (error === undefined) return { reason: "truncated", by: "remote", tellPeer: false };
+  if (error instanceof OversizeError) {
+    return { reason: "message-too-large", by: "local", tellPeer: true };
+  }
+  if (error instanceof ProtocolError) {
+    return error.truncated
+      ? { reason: "truncated", by: "remote", tellPeer: false }
+      : { reason: "protocol-error", by: "local", tellPeer: true };
+  }
+  return { reason: "reset", by: "remote", tellPeer: false };
 }

@@ -100,12 +100,26 @@ export class ConnectionClosedError extends Error {
   }
 }
 
+/** Options of {@linkcode ProtocolError}. */
+export interface ProtocolErrorOptions extends ErrorOptions {
+  /**
+   * Whether the input ended inside a frame (a cut connection, not a forgery).
+   *
+   * @default {false}
+   */
+  truncated?: boolean;
+}
+
 /** The peer broke the wire protocol after the handshake: a bad frame, record or tag. */
 export class ProtocolError extends Error {
+  /** Whether the input ended inside a frame. */
+  readonly truncated: boolean;
+
   /** Creates the error. */
-  constructor(message: string, options?: ErrorOptions) {
+  constructor(message: string, options?: ProtocolErrorOptions) {
     super(message, options);
     this.name = "ProtocolError";
+    this.truncated = options?.truncated ?? false;
   }
 }
 

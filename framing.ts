@@ -18,7 +18,7 @@
  * @module
  */
 
-import { ProtocolError } from "./errors.ts";
+import { FrameParser } from "./_frame_parser.ts";
 
 /** Frame types. `Preamble` is never on the wire as a type: it marks the client's first 16 bytes. */
 export const FrameType = {
@@ -99,111 +99,20 @@ export interface FrameDecoderStreamOptions {
  * A frame that lies whole in one chunk is emitted as views of that chunk;
  * one split across chunks is gathered into a buffer of exactly its size. A
  * type other than 1 to 4 errors the stream with a `ProtocolError` at once,
- * and so does input that ends inside a frame. Cancelling the readable side
+ * and so does input that ends inside a frame (with `truncated` set). Cancelling the readable side
  * cancels the source.
  */
 export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
-  #preambleLength: number;
-  #header = new Uint8Array(FRAME_HEADER_LENGTH);
-  #headerFill = 0;
-  #body: Uint8Array<ArrayBuffer> | undefined;
-  #bodyFill = 0;
-
   /**
    * Creates the decoder.
    *
    * @param options Whether a preamble comes first.
    */
   constructor(options: FrameDecoderStreamOptions = {}) {
+    const parser = new FrameParser(options.preambleLength ?? 0);
     super({
-      transform: (chunk, controller) => this.#transform(chunk, controller),
-      flush: (controller) => {
-        if (this.#headerFill > 0 || this.#body !== undefined || this.#preambleLength > 0) {
-          controller.error(
-            new ProtocolError("Cannot decode frame: the stream ended inside a frame"),
-          );
-        }
-      },
+      transform: (chunk, controller) => parser.push(chunk, (frame) => controller.enqueue(frame)),
+      flush: () => parser.end(),
     });
-    this.#preambleLength = options.preambleLength ?? 0;
-    if (this.#preambleLength > 0) this.#body = new Uint8Array(this.#preambleLength);
-  }
-
-  #transform(chunk: Uint8Array, controller: TransformStreamDefaultController<Frame>): void {
-    let offset = 0;
-    while (offset < chunk.length) {
-      if (this.#body !== undefined) {
-        offset = this.#fillBody(chunk, offset, controller);
-        continue;
-      }
-      const available = chunk.length - offset;
-      if (this.#headerFill === 0 && available >= FRAME_HEADER_LENGTH) {
-        const length = (chunk[offset + 1] << 8) | chunk[offset + 2];
-        checkType(chunk[offset]);
-        if (available >= FRAME_HEADER_LENGTH + length) {
-          const header = chunk.subarray(offset, offset + FRAME_HEADER_LENGTH) as Uint8Array<
-            ArrayBuffer
-          >;
-          const start = offset + FRAME_HEADER_LENGTH;
-          controller.enqueue({
-            type: chunk[offset] as FrameType,
-            header,
-            body: chunk.subarray(start, start + length) as Uint8Array<ArrayBuffer>,
-          });
-          offset = start + length;
-          continue;
-        }
-      }
-      const take = Math.min(FRAME_HEADER_LENGTH - this.#headerFill, available);
-      this.#header.set(chunk.subarray(offset, offset + take), this.#headerFill);
-      this.#headerFill += take;
-      offset += take;
-      if (this.#headerFill === FRAME_HEADER_LENGTH) {
-        checkType(this.#header[0]);
-        this.#body = new Uint8Array((this.#header[1] << 8) | this.#header[2]);
-        this.#bodyFill = 0;
-        if (this.#body.length === 0) this.#emitGathered(controller);
-      }
-    }
-  }
-
-  #fillBody(
-    chunk: Uint8Array,
-    offset: number,
-    controller: TransformStreamDefaultController<Frame>,
-  ): number {
-    const body = this.#body!;
-    const take = Math.min(body.length - this.#bodyFill, chunk.length - offset);
-    body.set(chunk.subarray(offset, offset + take), this.#bodyFill);
-    this.#bodyFill += take;
-    if (this.#bodyFill === body.length) this.#emitGathered(controller);
-    return offset + take;
-  }
-
-  #emitGathered(controller: TransformStreamDefaultController<Frame>): void {
-    if (this.#preambleLength > 0) {
-      controller.enqueue({
-        type: FrameType.Preamble,
-        header: new Uint8Array(0),
-        body: this.#body!,
-      });
-      this.#preambleLength = 0;
-    } else {
-      controller.enqueue({
-        type: this.#header[0] as FrameType,
-        header: this.#header.slice(),
-        body: this.#body!,
-      });
-    }
-    this.#body = undefined;
-    this.#headerFill = 0;
-  }
-}
-
-function checkType(type: number): void {
-  if (type < FrameType.Handshake || type > FrameType.TransportRekey) {
-    throw new ProtocolError(
-      `Cannot decode frame: unknown frame type 0x${type.toString(16).padStart(2, "0")}`,
-    );
   }
 }

@@ -11,6 +11,7 @@ import {
   RecordType,
   START_HEADER_LENGTH,
 } from "../_record.ts";
+import { Fault } from "../_fault.ts";
 import { ProtocolError } from "../errors.ts";
 
 type Bytes = Uint8Array<ArrayBuffer>;
@@ -60,7 +61,10 @@ async function decode(plaintexts: Uint8Array[], limit = LIMIT): Promise<RecordEv
   const batches = await Array.fromAsync(
     ReadableStream.from(plaintexts as Bytes[]).pipeThrough(new RecordDecoderStream(limit)),
   );
-  return batches.flat();
+  return batches.flatMap((batch) => {
+    if (batch instanceof Fault) throw batch.error;
+    return batch;
+  });
 }
 
 function record(type: number, body: Uint8Array): Bytes {
@@ -295,7 +299,7 @@ for (const [what, plaintexts] of MALFORMED) {
   });
 }
 
-Deno.test("RecordDecoderStream emits the messages of earlier plaintexts, then errors on a malformed one", async () => {
+Deno.test("RecordDecoderStream emits the messages of earlier plaintexts, then a Fault for a malformed one", async () => {
   const stream = ReadableStream.from([
     start(RecordType.Text, 2, bytesOf("ok")),
     record(0x06, new Uint8Array(0)),
@@ -303,7 +307,10 @@ Deno.test("RecordDecoderStream emits the messages of earlier plaintexts, then er
   const seen: RecordEvent[] = [];
   await assert.rejects(
     (async () => {
-      for await (const events of stream) seen.push(...events);
+      for await (const events of stream) {
+        if (events instanceof Fault) throw events.error;
+        seen.push(...events);
+      }
     })(),
     ProtocolError,
   );
@@ -318,6 +325,7 @@ Deno.test("RecordDecoderStream emits one batch per plaintext, holding every even
     ReadableStream.from(takeAll(batcher)).pipeThrough(new RecordDecoderStream(LIMIT)),
   );
   assert.equal(batches.length, 1);
+  assert.ok(!(batches[0] instanceof Fault));
   assert.deepEqual(batches[0].map((event) => event.kind === "message" && event.data), [
     "m0",
     "m1",
