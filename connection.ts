@@ -169,6 +169,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #state: "open" | "closing" | "closed" = "open";
   #info: CloseInfo | undefined;
   #readEnded = Promise.withResolvers<void>();
+  #peerClose = Promise.withResolvers<void>();
   #leftOpen = Promise.withResolvers<void>();
   #readDone = false;
   #readError: unknown;
@@ -340,11 +341,11 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     const name = (Object.entries(CloseCode).find(([, code]) => code === event.code)?.[0] ??
       "normal") as CloseCodeName;
     this.#peerClosed = true;
+    this.#peerClose.resolve();
     if (this.#state === "open") {
       const message = event.reason || `closed by the peer (${name})`;
       this.#shutdown({ reason: name, clean: true, by: "remote", message });
     }
-    this.#readEnded.resolve();
     return undefined;
   }
 
@@ -352,7 +353,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     if (this.#readDone) return;
     this.#readDone = true;
     this.#eof = error === undefined;
-    if (error !== undefined && !this.#peerClosed) this.#readError = error;
+    this.#readError = error;
     this.#readEnded.resolve();
     if (this.#state !== "open") return;
     const { reason, by, tellPeer } = classify(error);
@@ -379,17 +380,22 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     this.#pump();
   }
 
-  // A clean close, from either side: flush, send our close, wait for theirs.
+  // A clean close (PROTOCOL.md section 8). The side that closes first sends
+  // its Close, reads on until the peer's Close, and only then sends FIN. The
+  // side that answers flushes, sends its Close and FIN, and waits for the
+  // first side's FIN: that FIN confirms that everything it sent was read.
   async #shutdown(info: CloseInfo, message = ""): Promise<void> {
     this.#state = "closing";
     this.#leftOpen.resolve();
     this.#info = info;
-    this.#queueClose(info.by === "remote" ? "normal" : info.reason, message);
+    const first = info.by === "local";
+    this.#queueClose(first ? info.reason : "normal", message);
     const timer = setTimeout(() => this.#finish(), this.#closeTimeout);
     try {
       await this.flush();
+      if (first) await Promise.race([this.#peerClose.promise, this.#readEnded.promise]);
       await this.#conn.closeWrite();
-      if (info.by === "local") await this.#readEnded.promise;
+      if (!first) await this.#readEnded.promise;
     } catch {
       // Ending anyway: #finish reports what was not written.
     } finally {
@@ -421,8 +427,9 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     if (this.#state === "closed") return;
     this.#state = "closed";
     let info = this.#info!;
-    if (info.clean && !this.#peerClosed) {
-      // We closed, but the peer's authenticated close never came.
+    const confirmed = info.by === "local" ? this.#peerClosed : this.#eof;
+    if (info.clean && !confirmed) {
+      // The peer's Close (or, answering, its final FIN) never came.
       const error = this.#readError;
       const reason = error !== undefined
         ? classify(error).reason
