@@ -7,95 +7,112 @@
  */
 
 import type { Bytes } from "./_bytes.ts";
+import { Fault } from "./_fault.ts";
 import { TAGLEN } from "./_primitives.ts";
 import type { CipherState } from "./cipher.ts";
 import { ProtocolError } from "./errors.ts";
 import { type Frame, FrameType } from "./framing.ts";
-import { Fault } from "./_fault.ts";
 
 /** How many frames may be decrypting at once. */
-const DEPTH = 4;
+const DEPTH = 8;
+
+/** What {@linkcode FrameOpener.open} gives: the plaintexts in order, then the error if one stopped it. */
+export interface Opened {
+  readonly plaintexts: Bytes[];
+  readonly error?: unknown;
+}
 
 /**
  * Decrypts transport frames with the frame header as associated data, up to
- * four at once, emitting plaintexts in frame order. A `TransportRekey` frame
- * is a barrier: the frames before it finish, then the receiving key is
- * rekeyed, then later frames start.
- *
- * Errors travel in band: another frame type, a body shorter than a tag, or a
- * failed authentication becomes a `Fault` (a `ProtocolError`) emitted after
- * every plaintext before it, and so does a `Fault` from upstream. After a
- * `Fault` the stage drops its input.
+ * eight at once, in frame order. A `TransportRekey` frame is a barrier: the
+ * frames before it finish, then the receiving key is rekeyed, then later
+ * frames start. Another frame type, a body shorter than a tag, or a failed
+ * authentication stops it with a `ProtocolError`, after the plaintexts of the
+ * frames before; it opens nothing after that.
  */
-export class DecryptStream extends TransformStream<Frame | Fault, Bytes | Fault> {
+export class FrameOpener {
   #cipher: CipherState;
-  #inflight = 0;
-  #chain: Promise<void> = Promise.resolve();
-  #faulted = false;
+  #failed = false;
 
   constructor(cipher: CipherState) {
-    super({
-      transform: (frame, controller) => this.#transform(frame, controller),
-      flush: () => this.#chain,
-    });
     this.#cipher = cipher;
   }
 
-  async #transform(
-    input: Frame | Fault,
-    controller: TransformStreamDefaultController<Bytes | Fault>,
-  ): Promise<void> {
-    if (this.#faulted) return;
-    const problem = input instanceof Fault ? input : check(input);
-    if (problem !== undefined) return await this.#fault(problem, controller);
-    const frame = input as Frame;
-    const plaintext = this.#cipher.decryptWithAd(frame.header, frame.body);
-    plaintext.catch(() => {}); // Observed in order below; this only marks it handled.
-    this.#inflight++;
-    this.#chain = this.#chain.then(async () => {
-      try {
-        const bytes = await plaintext;
-        if (!this.#faulted && bytes.length > 0) controller.enqueue(bytes);
-      } catch (error) {
-        if (this.#faulted) return;
-        this.#faulted = true;
-        const fault = new Fault(
-          new ProtocolError("Cannot decrypt frame: authentication failed", { cause: error }),
-        );
-        controller.enqueue(fault);
-      } finally {
-        this.#inflight--;
+  async open(frames: readonly Frame[]): Promise<Opened> {
+    const plaintexts: Bytes[] = [];
+    let start = 0;
+    while (start < frames.length && !this.#failed) {
+      let end = start;
+      let barrier = false;
+      while (end < frames.length && end - start < DEPTH && !barrier) {
+        barrier = frames[end++].type === FrameType.TransportRekey;
       }
-    }).catch(() => {}); // The readable side was cancelled: nothing to deliver to.
-    if (frame.type === FrameType.TransportRekey) {
-      await this.#chain;
-      if (!this.#faulted) await this.#cipher.rekey();
-    } else if (this.#inflight >= DEPTH) {
-      await this.#chain;
+      const error = await this.#openRun(frames.slice(start, end), plaintexts);
+      if (error !== undefined) return { plaintexts, error };
+      if (barrier) await this.#cipher.rekey();
+      start = end;
     }
+    return this.#failed
+      ? { plaintexts, error: new ProtocolError("Cannot decrypt frame: the stream failed earlier") }
+      : { plaintexts };
   }
 
-  async #fault(
-    fault: Fault,
-    controller: TransformStreamDefaultController<Bytes | Fault>,
-  ): Promise<void> {
-    await this.#chain;
-    if (this.#faulted) return;
-    this.#faulted = true;
-    controller.enqueue(fault);
+  async #openRun(run: Frame[], plaintexts: Bytes[]): Promise<unknown> {
+    const pending: Promise<Bytes>[] = [];
+    let problem: ProtocolError | undefined;
+    for (const frame of run) {
+      problem = check(frame);
+      if (problem !== undefined) break;
+      const plaintext = this.#cipher.decryptWithAd(frame.header, frame.body);
+      plaintext.catch(() => {}); // Awaited in order below; this only marks it handled.
+      pending.push(plaintext);
+    }
+    for (const plaintext of pending) {
+      try {
+        plaintexts.push(await plaintext);
+      } catch (error) {
+        this.#failed = true;
+        await Promise.allSettled(pending);
+        return new ProtocolError("Cannot decrypt frame: authentication failed", { cause: error });
+      }
+    }
+    if (problem !== undefined) this.#failed = true;
+    return problem;
   }
 }
 
-function check(frame: Frame): Fault | undefined {
+function check(frame: Frame): ProtocolError | undefined {
   if (frame.type !== FrameType.Transport && frame.type !== FrameType.TransportRekey) {
-    return new Fault(
-      new ProtocolError(
-        `Cannot decrypt frame: unexpected frame type ${frame.type} after the handshake`,
-      ),
+    return new ProtocolError(
+      `Cannot decrypt frame: unexpected frame type ${frame.type} after the handshake`,
     );
   }
   if (frame.body.length < TAGLEN) {
-    return new Fault(new ProtocolError("Cannot decrypt frame: shorter than its tag"));
+    return new ProtocolError("Cannot decrypt frame: shorter than its tag");
   }
   return undefined;
+}
+
+/**
+ * {@linkcode FrameOpener} as a stream stage. Errors travel in band: a
+ * failure becomes a `Fault` after every plaintext before it, and a `Fault`
+ * from upstream passes through; after a `Fault` the stage drops its input.
+ */
+export class DecryptStream extends TransformStream<Frame | Fault, Bytes | Fault> {
+  constructor(cipher: CipherState) {
+    const opener = new FrameOpener(cipher);
+    let faulted = false;
+    super({
+      async transform(input, controller) {
+        if (faulted) return;
+        const { plaintexts, error } = input instanceof Fault
+          ? { plaintexts: [], error: input.error }
+          : await opener.open([input]);
+        for (const plaintext of plaintexts) if (plaintext.length > 0) controller.enqueue(plaintext);
+        if (error === undefined) return;
+        faulted = true;
+        controller.enqueue(new Fault(error));
+      },
+    });
+  }
 }

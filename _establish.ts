@@ -11,15 +11,15 @@ import { hash } from "./_primitives.ts";
 import type { CipherState, KeyPair } from "./cipher.ts";
 import {
   AuthenticationError,
-  type ProtocolError,
+  ProtocolError,
   RefusedError,
   type RefuseReason,
   TimeoutError,
 } from "./errors.ts";
 import { encodeFrame, encodeFrameHeader, type Frame, FrameType } from "./framing.ts";
-import { Fault, faultsInBand, FrameFaultStream } from "./_fault.ts";
 import { HandshakeError, HandshakeState } from "./handshake.ts";
-import { readableFrom, sendAndClose, writeAll } from "./_socket.ts";
+import { FrameReader } from "./_frame_reader.ts";
+import { sendAndClose, writeAll } from "./_socket.ts";
 
 /** The preamble's magic: ASCII "aesm". */
 export const MAGIC = new Uint8Array([0x61, 0x65, 0x73, 0x6d]);
@@ -64,8 +64,8 @@ export interface HandshakeConfig {
 
 /** A finished handshake, ready for transport. */
 export interface Established {
-  /** The rest of the frame stream, unlocked; errors come in band as a `Fault`. */
-  readonly frames: ReadableStream<Frame | Fault>;
+  /** The reader, with any frames that came after the handshake's. */
+  readonly reader: FrameReader;
   readonly send: CipherState;
   readonly receive: CipherState;
   readonly remotePublicKey: Bytes;
@@ -137,42 +137,31 @@ async function createState(
 }
 
 class Handshake {
-  readonly reader: ReadableStreamDefaultReader<Frame | Fault>;
-  readonly frames: ReadableStream<Frame | Fault>;
+  readonly reader: FrameReader;
 
   constructor(readonly conn: Deno.Conn, preambleLength: number) {
-    this.frames = faultsInBand(readableFrom(conn)).pipeThrough(
-      new FrameFaultStream(preambleLength),
-    );
-    this.reader = this.frames.getReader();
+    this.reader = new FrameReader(conn, preambleLength);
   }
 
   async read(expected: string): Promise<Frame> {
-    let result: ReadableStreamReadResult<Frame | Fault>;
+    let frame: Frame | undefined;
     try {
-      result = await this.reader.read();
+      frame = await this.reader.next();
     } catch (error) {
+      const reason = error instanceof ProtocolError && !error.truncated ? "malformed" : "aborted";
       throw refusal(
-        "malformed",
+        reason,
         `Cannot complete handshake: the connection failed while waiting for ${expected}`,
         error,
       );
     }
-    if (result.value instanceof Fault) {
-      const reason = (result.value.error as ProtocolError).truncated ? "aborted" : "malformed";
-      throw refusal(
-        reason,
-        `Cannot complete handshake: ${expected} is malformed`,
-        result.value.error,
-      );
-    }
-    if (result.done) {
+    if (frame === undefined) {
       throw refusal(
         "aborted",
         `Cannot complete handshake: the peer closed the connection before ${expected}`,
       );
     }
-    return result.value;
+    return frame;
   }
 
   async write(bytes: Uint8Array): Promise<void> {
@@ -183,7 +172,6 @@ class Handshake {
   async refuse(error: unknown): Promise<void> {
     const reason = (error as { reason?: RefuseReason }).reason;
     if (reason === undefined || reason === "aborted" || reason === "timeout") return;
-    this.reader.cancel().catch(() => {});
     await sendAndClose(this.conn, encodeRefuse(reason));
   }
 
@@ -193,9 +181,8 @@ class Handshake {
     hs: HandshakeState,
     peerMaxMessageSize: number,
   ): Established {
-    this.reader.releaseLock();
     return {
-      frames: this.frames,
+      reader: this.reader,
       send,
       receive,
       remotePublicKey: hs.remoteStaticPublicKey!,

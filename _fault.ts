@@ -18,28 +18,7 @@ export class Fault {
 }
 
 /**
- * Ends `source` with a `Fault` chunk instead of an error, so that the error
- * reaches the consumer after every chunk before it.
- */
-export function faultsInBand<T>(source: ReadableStream<T>): ReadableStream<T | Fault> {
-  const reader = source.getReader();
-  return new ReadableStream<T | Fault>({
-    async pull(controller) {
-      try {
-        const { done, value } = await reader.read();
-        if (done) controller.close();
-        else controller.enqueue(value);
-      } catch (error) {
-        controller.enqueue(new Fault(error));
-        controller.close();
-      }
-    },
-    cancel: (reason) => reader.cancel(reason),
-  }, { highWaterMark: 0 });
-}
-
-/**
- * The connection's frame decoder: frames as `FrameDecoderStream` gives them,
+ * `FrameDecoderStream` with errors in band: frames as it gives them,
  * but a bad frame type, input that ends inside a frame, or a `Fault` from the
  * socket becomes a `Fault` after the frames before it. After a `Fault` it
  * drops its input.

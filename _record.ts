@@ -179,48 +179,29 @@ interface Assembly {
 const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
- * Turns frame plaintexts into messages and control events: one array of
- * events per plaintext that completes any, so that a frame of many small
- * messages costs one step of the pipe, not one per message.
+ * Turns frame plaintexts into messages and control events, keeping the
+ * state of a message that spans frames.
  *
- * Errors travel in band, after every event before them: a `Fault` holding a
- * `ProtocolError` for a malformed record, a continuation out of place,
- * invalid UTF-8 in a text message, an unknown type below 0x40, or anything
- * after a `Close` record; an `OversizeError` when a message's declared total
- * exceeds `maxMessageSize` (a message's buffer grows as its bytes arrive, so
- * a declared total reserves nothing). A `Fault` from upstream passes through.
- * After a `Fault` the stage drops its input.
+ * `decode` throws a `ProtocolError` for a malformed record, a continuation
+ * out of place, invalid UTF-8 in a text message, an unknown type below 0x40,
+ * or anything after a `Close` record; an `OversizeError` when a message's
+ * declared total exceeds `maxMessageSize` (a message's buffer grows as its
+ * bytes arrive, so a declared total reserves nothing).
  */
-export class RecordDecoderStream extends TransformStream<Bytes | Fault, RecordEvent[] | Fault> {
+export class RecordDecoder {
   #maxMessageSize: number;
   #assembly: Assembly | undefined;
   #closed = false;
-  #faulted = false;
 
   constructor(maxMessageSize: number) {
-    super({ transform: (plaintext, controller) => this.#transform(plaintext, controller) });
     this.#maxMessageSize = maxMessageSize;
   }
 
-  #transform(
-    input: Bytes | Fault,
-    controller: TransformStreamDefaultController<RecordEvent[] | Fault>,
-  ): void {
-    if (this.#faulted) return;
-    const events: RecordEvent[] = [];
-    try {
-      if (input instanceof Fault) throw input.error;
-      this.#decode(input, events);
-    } catch (error) {
-      this.#faulted = true;
-      if (events.length > 0) controller.enqueue(events);
-      controller.enqueue(new Fault(error));
-      return;
-    }
-    if (events.length > 0) controller.enqueue(events);
-  }
-
-  #decode(plaintext: Bytes, events: RecordEvent[]): void {
+  /**
+   * Decodes one plaintext into `events`. On a bad record it throws, having
+   * pushed the events of the records before it.
+   */
+  decode(plaintext: Bytes, events: RecordEvent[]): void {
     const view = new DataView(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength);
     let offset = 0;
     while (offset < plaintext.length) {
@@ -317,5 +298,34 @@ function decodeText(bytes: Uint8Array): string {
     return decoder.decode(bytes);
   } catch (error) {
     throw new ProtocolError("Cannot decode record: text is not valid UTF-8", { cause: error });
+  }
+}
+
+/**
+ * {@linkcode RecordDecoder} as a stream stage: one array of events per
+ * plaintext that completes any. Errors travel in band, after every event
+ * before them, as a `Fault`; a `Fault` from upstream passes through; after a
+ * `Fault` the stage drops its input.
+ */
+export class RecordDecoderStream extends TransformStream<Bytes | Fault, RecordEvent[] | Fault> {
+  constructor(maxMessageSize: number) {
+    const decoder = new RecordDecoder(maxMessageSize);
+    let faulted = false;
+    super({
+      transform(input, controller) {
+        if (faulted) return;
+        const events: RecordEvent[] = [];
+        try {
+          if (input instanceof Fault) throw input.error;
+          decoder.decode(input, events);
+        } catch (error) {
+          faulted = true;
+          if (events.length > 0) controller.enqueue(events);
+          controller.enqueue(new Fault(error));
+          return;
+        }
+        if (events.length > 0) controller.enqueue(events);
+      },
+    });
   }
 }

@@ -22,8 +22,7 @@
  * @module
  */
 
-import { DecryptStream } from "./_decrypt_stream.ts";
-import { Fault } from "./_fault.ts";
+import { FrameOpener } from "./_decrypt_stream.ts";
 import { closeQuietly, writeAll } from "./_socket.ts";
 import type { Established } from "./_establish.ts";
 import { type ConnectionInit, internals, type PacketSink } from "./_internal.ts";
@@ -32,7 +31,7 @@ import {
   type CloseCodeName,
   OversizeError,
   RecordBatcher,
-  RecordDecoderStream,
+  RecordDecoder,
   type RecordEvent,
   RecordType,
 } from "./_record.ts";
@@ -309,19 +308,38 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   // Read side: frames -> decrypt -> records -> queue.
-  #read(maxMessageSize: number): void {
-    const sink = new WritableStream<RecordEvent[] | Fault>({
-      write: (events) => this.#onRecords(events),
-    });
-    this.#established.frames
-      .pipeThrough(new DecryptStream(this.#established.receive))
-      .pipeThrough(new RecordDecoderStream(maxMessageSize))
-      .pipeTo(sink)
-      .then(() => this.#onReadEnd(undefined), (error) => this.#onReadEnd(error));
+  // Read side, one loop: frames -> decrypt (several at once) -> records -> queue.
+  // It asks for the next read only once the queue has room, so a full queue
+  // stops reading the socket and TCP slows the sender.
+  async #read(maxMessageSize: number): Promise<void> {
+    const { reader, receive } = this.#established;
+    const opener = new FrameOpener(receive);
+    const decoder = new RecordDecoder(maxMessageSize);
+    let failure: unknown;
+    try {
+      while (true) {
+        const batch = await reader.read();
+        const { plaintexts, error } = await opener.open(batch.frames);
+        for (const plaintext of plaintexts) await this.#decode(decoder, plaintext);
+        if (error !== undefined || batch.error !== undefined) throw error ?? batch.error;
+        if (batch.done) break;
+      }
+    } catch (error) {
+      failure = error;
+    }
+    this.#onReadEnd(failure);
   }
 
-  #onRecords(events: RecordEvent[] | Fault): Promise<void> | undefined {
-    if (events instanceof Fault) return void this.#onReadEnd(events.error);
+  async #decode(decoder: RecordDecoder, plaintext: Uint8Array<ArrayBuffer>): Promise<void> {
+    const events: RecordEvent[] = [];
+    try {
+      decoder.decode(plaintext, events);
+    } finally {
+      await this.#onRecords(events);
+    }
+  }
+
+  #onRecords(events: RecordEvent[]): Promise<void> | undefined {
     let full: Promise<void> | undefined;
     for (const event of events) full = this.#onRecord(event) ?? full;
     // While closing, read on past the high-water mark: the peer only flushes
@@ -537,21 +555,20 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   async #write(frame: Uint8Array<ArrayBuffer>): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new TimeoutError(`Cannot write: the peer read nothing for ${this.#writeTimeout} ms`),
-          ),
-        this.#writeTimeout,
-      );
-    });
+    // A write that makes no progress for writeTimeout ends the connection,
+    // which makes the pending write reject.
+    const timer = setTimeout(() => this.#writeTimedOut(), this.#writeTimeout);
     try {
-      await Promise.race([writeAll(this.#conn, frame), timeout]);
+      await writeAll(this.#conn, frame);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  #writeTimedOut(): void {
+    const message = `Cannot write: the peer read nothing for ${this.#writeTimeout} ms`;
+    const error = new TimeoutError(message);
+    this.#fail({ reason: "timeout", clean: false, by: "local", message, error }, false);
   }
 }
 
