@@ -188,6 +188,8 @@ async function handshakes(
 interface Memory extends Message {
   readonly type: "memory";
   readonly rss: number;
+  readonly heapUsed: number;
+  readonly external: number;
   readonly open: number;
 }
 
@@ -243,6 +245,7 @@ async function fanout(
     time: median(times),
     send: median(sends),
     memory: (after.rss - before.rss) / clients / 1024,
+    live: (after.heapUsed + after.external - before.heapUsed - before.external) / clients / 1024,
   };
 }
 
@@ -321,11 +324,13 @@ export function scenarios(
       how: `server and clients in two subprocesses; time from the broadcast call until every ` +
         `client has it, and until the server's broadcast call returned (medians of ` +
         `${scale.broadcasts} broadcasts after one warm-up); server RSS growth per connection ` +
-        `(after GC) from before to after connecting the clients`,
+        `(after GC) from before to after connecting the clients, and the live part of it (V8 heap ` +
+        `used + external; RSS also holds heap that V8 committed for the connects' garbage)`,
       metrics: [
         { key: "time", label: "time ms", better: "lower" },
         { key: "send", label: "server send ms", better: "lower" },
         { key: "memory", label: "KiB/conn", better: "lower" },
+        { key: "live", label: "live KiB/conn", better: "lower" },
       ],
       capMs: cap(60 + clients * 0.03),
       skip: fdLimit < needed

@@ -303,6 +303,14 @@ function targets(fanoutId: string, fanoutLabel: string): Target[] {
       goal: 2,
       stretch: 1.3,
     },
+    {
+      name: `server live memory/conn (${fanoutLabel}, heap used + external)`,
+      scenario: fanoutId,
+      metric: "live",
+      base: "tcp",
+      goal: 2,
+      stretch: 1.3,
+    },
   ].map((target) => ({
     ...target,
     base: target.base as "tls" | "tcp",
