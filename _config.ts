@@ -82,3 +82,30 @@ export async function loadKeyPair(keyPair: KeyPair | undefined): Promise<KeyPair
   }
   return loaded;
 }
+
+/** What servers and clients configure alike, checked. */
+export interface CommonConfig {
+  readonly applicationName: string;
+  readonly psk: Bytes | undefined;
+  readonly maxMessageSize: number;
+  readonly handshakeTimeout: number;
+}
+
+/** Checks the options servers and clients share. */
+export function commonConfig(options: {
+  applicationName?: string;
+  psk?: Uint8Array;
+  maxMessageSize?: number;
+  handshakeTimeout?: number;
+}): CommonConfig {
+  return {
+    applicationName: checkApplicationName(options.applicationName),
+    psk: checkPsk(options.psk),
+    maxMessageSize: checkMaxMessageSize(options.maxMessageSize),
+    handshakeTimeout: positive(
+      options.handshakeTimeout,
+      "handshakeTimeout",
+      DEFAULT_HANDSHAKE_TIMEOUT,
+    ),
+  };
+}

@@ -20,16 +20,7 @@
  * @module
  */
 
-import {
-  checkApplicationName,
-  checkHostname,
-  checkMaxMessageSize,
-  checkPort,
-  checkPsk,
-  DEFAULT_HANDSHAKE_TIMEOUT,
-  loadKeyPair,
-  positive,
-} from "./_config.ts";
+import { checkHostname, checkPort, commonConfig, loadKeyPair } from "./_config.ts";
 import { establishClient, withDeadline } from "./_establish.ts";
 import { closeQuietly } from "./_socket.ts";
 import { ConnectionClosedError } from "./errors.ts";
@@ -106,14 +97,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     const config = {
       hostname: checkHostname(hostname),
       port: checkPort(port),
-      applicationName: checkApplicationName(options.applicationName),
-      psk: checkPsk(options.psk),
-      maxMessageSize: checkMaxMessageSize(options.maxMessageSize),
-      handshakeTimeout: positive(
-        options.handshakeTimeout,
-        "handshakeTimeout",
-        DEFAULT_HANDSHAKE_TIMEOUT,
-      ),
+      ...commonConfig(options),
       serverPublicKey: options.serverPublicKey &&
         (assertBytes(options.serverPublicKey, "serverPublicKey", 32),
           copy(options.serverPublicKey)),

@@ -46,12 +46,10 @@
 import { Arrivals } from "./_arrivals.ts";
 import { AsyncQueue } from "./_async_queue.ts";
 import {
-  checkApplicationName,
   checkHostname,
-  checkMaxMessageSize,
   checkPort,
-  checkPsk,
-  DEFAULT_HANDSHAKE_TIMEOUT,
+  type CommonConfig,
+  commonConfig,
   loadKeyPair,
   positive,
 } from "./_config.ts";
@@ -245,11 +243,8 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   #arrivals = new Arrivals<Packet>();
   #accepted = new AsyncQueue<Connection>();
   #keyPair: KeyPair | undefined;
-  #psk: Uint8Array<ArrayBuffer> | undefined;
-  #applicationName: string;
-  #maxMessageSize: number;
+  #config: CommonConfig;
   #maxConnections: number;
-  #handshakeTimeout: number;
   #allowedKeys: Set<string> | undefined;
   #allowedHostnames: Set<string> | undefined;
   #active = 0;
@@ -273,15 +268,8 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     options: Omit<ServerOptions, "hostname" | "port"> = {},
   ) {
     this.#options = options;
-    this.#applicationName = checkApplicationName(options.applicationName);
-    this.#psk = checkPsk(options.psk);
-    this.#maxMessageSize = checkMaxMessageSize(options.maxMessageSize);
+    this.#config = commonConfig(options);
     this.#maxConnections = positive(options.maxConnections, "maxConnections", 1024);
-    this.#handshakeTimeout = positive(
-      options.handshakeTimeout,
-      "handshakeTimeout",
-      DEFAULT_HANDSHAKE_TIMEOUT,
-    );
     this.#allowedKeys = options.allowedPublicKeys && new Set(options.allowedPublicKeys.map(keyId));
     this.#allowedHostnames = options.allowedHostnames && new Set(options.allowedHostnames);
     this.activity = new ActivityLog(
@@ -480,14 +468,12 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       await abortable(this.ready, this.#stopping.signal);
       conn.setNoDelay(true);
       const established = await withDeadline(
-        this.#handshakeTimeout,
+        this.#config.handshakeTimeout,
         this.#stopping.signal,
         () =>
           establishServer(conn, {
-            applicationName: this.#applicationName,
+            ...this.#config,
             keyPair: this.#keyPair!,
-            psk: this.#psk,
-            maxMessageSize: this.#maxMessageSize,
             authorize: (publicKey) => this.#authorize(publicKey, address),
           }),
       );
@@ -499,7 +485,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       connection = internals.openConnection!({
         conn,
         established,
-        options: { ...this.#options, maxMessageSize: this.#maxMessageSize },
+        options: { ...this.#options, maxMessageSize: this.#config.maxMessageSize },
         queue,
         onClose: (closed, info) => this.#onClose(closed, info),
       });
