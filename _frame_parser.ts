@@ -19,7 +19,7 @@ import { type Frame, FRAME_HEADER_LENGTH, FrameType } from "./framing.ts";
  */
 export class FrameParser {
   #preambleLength: number;
-  #header = new Uint8Array(FRAME_HEADER_LENGTH);
+  #header: Uint8Array | undefined; // Only for a header split across chunks.
   #headerFill = 0;
   #body: Bytes | undefined;
   #bodyFill = 0;
@@ -52,6 +52,7 @@ export class FrameParser {
         }
       }
       const take = Math.min(FRAME_HEADER_LENGTH - this.#headerFill, available);
+      this.#header ??= new Uint8Array(FRAME_HEADER_LENGTH);
       this.#header.set(chunk.subarray(offset, offset + take), this.#headerFill);
       this.#headerFill += take;
       offset += take;
@@ -89,7 +90,7 @@ export class FrameParser {
       this.#preambleLength = 0;
       emit({ type: FrameType.Preamble, header: new Uint8Array(0), body });
     } else {
-      emit({ type: this.#header[0] as FrameType, header: this.#header.slice(), body });
+      emit({ type: this.#header![0] as FrameType, header: this.#header!.slice(), body });
     }
   }
 }

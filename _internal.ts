@@ -25,6 +25,8 @@ export interface PacketSink {
   push(packet: Packet, size: number): Promise<void> | undefined;
   /** Marks the end of the connection's packets. */
   close(): void;
+  /** Settles a pending `push` promise at once, whatever the queue holds. */
+  release(): void;
 }
 
 /** Filled in by `queue.ts` when it loads. */

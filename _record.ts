@@ -44,6 +44,9 @@ export const START_HEADER_LENGTH = 12;
 /** The largest plaintext of one transport frame. */
 export const MAX_PLAINTEXT = MAX_FRAME_BODY - TAGLEN;
 const MIN_CAPACITY = 512;
+// The empty buffer of an idle batcher, shared: an idle connection allocates nothing.
+const NO_BUFFER: Bytes = new Uint8Array(0);
+const NO_VIEW = new DataView(NO_BUFFER.buffer);
 // A long message starts in the current plaintext only if this much room is left.
 const MIN_SPLIT = 256;
 
@@ -53,8 +56,8 @@ const MIN_SPLIT = 256;
  */
 export class RecordBatcher {
   #done: Bytes[] = [];
-  #buffer: Bytes = new Uint8Array(0);
-  #view = new DataView(this.#buffer.buffer);
+  #buffer: Bytes = NO_BUFFER;
+  #view = NO_VIEW;
   #fill = 0;
   #bytes = 0;
 
@@ -106,7 +109,8 @@ export class RecordBatcher {
   #takeCurrent(): Bytes | undefined {
     if (this.#fill === 0) return undefined;
     const out = this.#buffer.subarray(0, this.#fill);
-    this.#buffer = new Uint8Array(0);
+    this.#buffer = NO_BUFFER;
+    this.#view = NO_VIEW;
     this.#fill = 0;
     return out;
   }

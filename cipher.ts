@@ -84,7 +84,7 @@ export class CipherState {
   #key: CryptoKey | undefined;
   #nonce = 0n;
   // Nonces of failed calls that could not be given back yet: a later call held the next one.
-  #failed = new Set<bigint>();
+  #failed: Set<bigint> | undefined;
 
   /**
    * Creates a `CipherState`, keyed when `key` is given.
@@ -109,7 +109,7 @@ export class CipherState {
     assertBytes(key, "key", 32);
     this.#key = await importAesKey(copy(key));
     this.#nonce = 0n;
-    this.#failed.clear();
+    this.#failed = undefined;
   }
 
   /**
@@ -140,7 +140,7 @@ export class CipherState {
       throw new RangeError("Cannot set nonce: expected a bigint from 0 to 2^64 - 1");
     }
     this.#nonce = nonce;
-    this.#failed.clear();
+    this.#failed = undefined;
   }
 
   /**
@@ -216,6 +216,7 @@ export class CipherState {
   }
 
   #giveBack(n: bigint): void {
+    this.#failed ??= new Set();
     this.#failed.add(n);
     while (this.#failed.delete(this.#nonce - 1n)) this.#nonce--;
   }

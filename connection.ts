@@ -169,7 +169,6 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #info: CloseInfo | undefined;
   #readEnded = Promise.withResolvers<void>();
   #peerClose = Promise.withResolvers<void>();
-  #leftOpen = Promise.withResolvers<void>();
   #readDone = false;
   #readError: unknown;
   #peerClosed = false;
@@ -344,8 +343,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     for (const event of events) full = this.#onRecord(event) ?? full;
     // While closing, read on past the high-water mark: the peer only flushes
     // what it had accepted before our Close, and its Close must get through.
-    return full &&
-      (this.#state === "open" ? Promise.race([full, this.#leftOpen.promise]) : undefined);
+    return this.#state === "open" ? full : undefined;
   }
 
   #onRecord(event: RecordEvent): Promise<void> | undefined {
@@ -404,7 +402,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   // first side's FIN: that FIN confirms that everything it sent was read.
   async #shutdown(info: CloseInfo, message = ""): Promise<void> {
     this.#state = "closing";
-    this.#leftOpen.resolve();
+    this.#sink.release(); // Read on past the high-water mark while closing.
     this.#info = info;
     const first = info.by === "local";
     this.#queueClose(first ? info.reason : "normal", message);
@@ -426,7 +424,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   async #fail(info: CloseInfo, tellPeer: boolean): Promise<void> {
     if (this.#state === "closed") return;
     this.#state = "closing";
-    this.#leftOpen.resolve();
+    this.#sink.release(); // Read on past the high-water mark while closing.
     this.#info ??= info;
     if (!tellPeer) return this.#finish();
     this.#queueClose(info.reason, "");

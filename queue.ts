@@ -91,6 +91,7 @@ export class PacketQueue implements AsyncIterable<Packet> {
     internals.sinkOf = (queue) => ({
       push: (packet, size) => queue.#push(packet, size),
       close: () => queue.#close(),
+      release: () => queue.#release(),
     });
   }
 
