@@ -8,7 +8,9 @@
 
 import type { Established } from "./_establish.ts";
 import type { CloseInfo, Connection, ConnectionOptions } from "./connection.ts";
-import type { Packet, PacketQueue } from "./queue.ts";
+import type { Packet, PacketQueue, PacketQueueOptions } from "./queue.ts";
+import type { ActivityLog, ActivityRecord } from "./activity.ts";
+import type { Arrivals } from "./_arrivals.ts";
 
 /** What a server or client passes to make a connection. */
 export interface ConnectionInit {
@@ -29,10 +31,22 @@ export interface PacketSink {
   release(): void;
 }
 
-/** Filled in by `queue.ts` when it loads. */
+/** The writer's side of an activity log. */
+export interface ActivityWriter {
+  add(record: ActivityRecord): void;
+  close(): void;
+}
+
+/** Filled in by the public modules when they load (a static block in each class). */
 export const internals: {
   sinkOf?: (queue: PacketQueue) => PacketSink;
+  feedingQueue?: (
+    options: PacketQueueOptions,
+    arrivals: Arrivals<Packet>,
+    onEmpty: () => void,
+  ) => PacketQueue;
   openConnection?: (init: ConnectionInit) => Connection;
+  writerOf?: (log: ActivityLog) => ActivityWriter;
 } = {};
 
 /** Resolves or rejects like `promise`, or rejects with `signal.reason` on abort. */

@@ -23,6 +23,7 @@
  */
 
 import { AsyncQueue } from "./_async_queue.ts";
+import { internals } from "./_internal.ts";
 import type { CloseReason, RefuseReason } from "./errors.ts";
 import type { ReceiveOptions } from "./queue.ts";
 
@@ -58,6 +59,13 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
   #queue = new AsyncQueue<ActivityRecord>();
   #limit: number;
   #dropped = 0;
+
+  static {
+    internals.writerOf = (log) => ({
+      add: (record) => log.#add(record),
+      close: () => log.#queue.close(),
+    });
+  }
 
   /**
    * Creates an empty log. Servers make their own.
@@ -131,17 +139,11 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
     return this.#queue.drain();
   }
 
-  /** @internal Appends a record. */
-  add(record: ActivityRecord): void {
+  #add(record: ActivityRecord): void {
     if (this.#queue.length >= this.#limit) {
       this.#queue.shift();
       this.#dropped++;
     }
     this.#queue.push(record);
-  }
-
-  /** @internal Ends the log: waiting readers get `undefined`. */
-  close(): void {
-    this.#queue.close();
   }
 }

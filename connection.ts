@@ -81,7 +81,8 @@ export interface ConnectionOptions {
   rekeyAfterBytes?: number;
   /**
    * Milliseconds `close()` waits to flush and for the peer's close before it
-   * cuts the connection.
+   * cuts the connection, counted from the last bytes received: a peer still
+   * sending its last data is not cut off.
    *
    * @default {5000}
    */
@@ -168,6 +169,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #state: "open" | "closing" | "closed" = "open";
   #info: CloseInfo | undefined;
   #readEnded = Promise.withResolvers<void>();
+  #lastRead = 0;
   #peerClose = Promise.withResolvers<void>();
   #readDone = false;
   #readError: unknown;
@@ -318,6 +320,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     try {
       while (true) {
         const batch = await reader.read();
+        this.#lastRead = performance.now();
         const { plaintexts, error } = await opener.open(batch.frames);
         for (const plaintext of plaintexts) await this.#decode(decoder, plaintext);
         if (error !== undefined || batch.error !== undefined) throw error ?? batch.error;
@@ -406,7 +409,18 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     this.#info = info;
     const first = info.by === "local";
     this.#queueClose(first ? info.reason : "normal", message);
-    const timer = setTimeout(() => this.#finish(), this.#closeTimeout);
+    // The first closer gives up only when the peer has been silent for the
+    // close timeout: while the peer's last data still arrives, its Close is
+    // on the way, and cutting the connection then would lose data that the
+    // peer believes delivered.
+    let timer: ReturnType<typeof setTimeout>;
+    const watch = () => {
+      const idle = performance.now() - this.#lastRead;
+      if (first && idle < this.#closeTimeout) timer = setTimeout(watch, this.#closeTimeout - idle);
+      else this.#finish();
+    };
+    this.#lastRead = performance.now();
+    timer = setTimeout(watch, this.#closeTimeout);
     try {
       await this.flush();
       if (first) await Promise.race([this.#peerClose.promise, this.#readEnded.promise]);

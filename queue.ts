@@ -93,6 +93,12 @@ export class PacketQueue implements AsyncIterable<Packet> {
       close: () => queue.#close(),
       release: () => queue.#release(),
     });
+    internals.feedingQueue = (options, arrivals, onEmpty) => {
+      const queue = new PacketQueue(options);
+      queue.#arrivals = arrivals;
+      queue.#onEmpty = onEmpty;
+      return queue;
+    };
   }
 
   /**
@@ -100,10 +106,9 @@ export class PacketQueue implements AsyncIterable<Packet> {
    * call this.
    *
    * @param options The high-water mark.
-   * @param arrivals The server-wide view the queue feeds, if any.
-   * @param onEmpty Called when the queue is closed and empty.
+   * @throws {RangeError} If `highWaterMark` is not a positive integer.
    */
-  constructor(options: PacketQueueOptions = {}, arrivals?: Arrivals<Packet>, onEmpty?: () => void) {
+  constructor(options: PacketQueueOptions = {}) {
     const highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
     if (!Number.isSafeInteger(highWaterMark) || highWaterMark < 1) {
       throw new RangeError(
@@ -111,8 +116,6 @@ export class PacketQueue implements AsyncIterable<Packet> {
       );
     }
     this.#highWaterMark = highWaterMark;
-    this.#arrivals = arrivals;
-    this.#onEmpty = onEmpty;
   }
 
   /** How many packets are queued. */

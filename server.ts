@@ -54,9 +54,9 @@ import {
   positive,
 } from "./_config.ts";
 import { encodeRefuse, establishServer, withDeadline } from "./_establish.ts";
-import { abortable, internals } from "./_internal.ts";
+import { abortable, type ActivityWriter, internals } from "./_internal.ts";
 import { closeQuietly, sendAndClose } from "./_socket.ts";
-import { ActivityLog, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
+import { ActivityLog, type ActivityRecord, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
 import {
   type CloseInfo,
@@ -65,7 +65,8 @@ import {
   formatAddress,
 } from "./connection.ts";
 import { MessageTooLargeError, type RefuseReason, TimeoutError } from "./errors.ts";
-import { type Packet, PacketQueue, type ReceiveOptions } from "./queue.ts";
+import type { Packet, ReceiveOptions } from "./queue.ts";
+import "./queue.ts"; // Registers the queue internals this module uses.
 
 export type { ActivityRecord } from "./activity.ts";
 
@@ -130,17 +131,31 @@ export interface ServerOptions extends ConnectionOptions {
   tcpBacklog?: number;
 }
 
+let newConnections: (
+  table: Map<string, Connection>,
+  arrivals: Arrivals<Packet>,
+  activity: ActivityLog,
+) => Connections;
+
 /**
  * The server's connections, keyed by remote address, and the server-wide
  * view of their packets in arrival order.
  */
 export class Connections implements Iterable<Connection> {
-  #table = new Map<string, Connection>();
+  #table: Map<string, Connection>;
   #arrivals: Arrivals<Packet>;
   #activity: ActivityLog;
 
-  /** @internal Servers make this. */
-  constructor(arrivals: Arrivals<Packet>, activity: ActivityLog) {
+  static {
+    newConnections = (table, arrivals, activity) => new Connections(table, arrivals, activity);
+  }
+
+  private constructor(
+    table: Map<string, Connection>,
+    arrivals: Arrivals<Packet>,
+    activity: ActivityLog,
+  ) {
+    this.#table = table;
     this.#arrivals = arrivals;
     this.#activity = activity;
   }
@@ -185,7 +200,7 @@ export class Connections implements Iterable<Connection> {
    *
    * @returns The record, or `undefined` if there is none.
    */
-  activity(): import("./activity.ts").ActivityRecord | undefined {
+  activity(): ActivityRecord | undefined {
     return this.#activity.next();
   }
 
@@ -207,16 +222,6 @@ export class Connections implements Iterable<Connection> {
    */
   wait(options: ReceiveOptions = {}): Promise<boolean> {
     return this.#arrivals.wait(options.signal);
-  }
-
-  /** @internal */
-  set(address: string, connection: Connection): void {
-    this.#table.set(address, connection);
-  }
-
-  /** @internal */
-  delete(address: string, connection: Connection): void {
-    if (this.#table.get(address) === connection) this.#table.delete(address);
   }
 }
 
@@ -241,6 +246,8 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   #listener: Deno.TcpListener;
   #options: ServerOptions;
   #arrivals = new Arrivals<Packet>();
+  #table = new Map<string, Connection>();
+  #log: ActivityWriter;
   #accepted = new AsyncQueue<Connection>();
   #keyPair: KeyPair | undefined;
   #config: CommonConfig;
@@ -275,7 +282,8 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     this.activity = new ActivityLog(
       positive(options.activityLimit, "activityLimit", DEFAULT_ACTIVITY_LIMIT),
     );
-    this.connections = new Connections(this.#arrivals, this.activity);
+    this.connections = newConnections(this.#table, this.#arrivals, this.activity);
+    this.#log = internals.writerOf!(this.activity);
     this.#listener = Deno.listen({
       hostname: checkHostname(hostname),
       port: checkPort(port),
@@ -429,7 +437,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     );
     this.#accepted.close();
     this.#arrivals.close();
-    this.activity.close();
+    this.#log.close();
     await this.ready.catch(() => {});
   }
 
@@ -477,10 +485,10 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
             authorize: (publicKey) => this.#authorize(publicKey, address),
           }),
       );
-      const queue = new PacketQueue(
+      const queue = internals.feedingQueue!(
         this.#options,
         this.#arrivals,
-        () => this.connections.delete(address, connection),
+        () => this.#forget(address, connection),
       );
       connection = internals.openConnection!({
         conn,
@@ -499,12 +507,12 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       this.#refuse(address, reason, (error as Error).message ?? String(error));
       return;
     }
-    this.connections.set(address, connection);
+    this.#table.set(address, connection);
     // Connections nobody accepts stay reachable through `connections`; the
     // accept queue keeps only the newest, so it cannot grow without bound.
     if (this.#accepted.length >= this.#maxConnections) this.#accepted.shift();
     this.#accepted.push(connection);
-    this.activity.add({
+    this.#log.add({
       address,
       accepted: true,
       time: Date.now(),
@@ -521,10 +529,14 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       : true;
   }
 
+  #forget(address: string, connection: Connection): void {
+    if (this.#table.get(address) === connection) this.#table.delete(address);
+  }
+
   #onClose(connection: Connection, info: CloseInfo): void {
     this.#active--;
-    if (connection.data.length === 0) this.connections.delete(connection.address, connection);
-    this.activity.add({
+    if (connection.data.length === 0) this.#forget(connection.address, connection);
+    this.#log.add({
       address: connection.address,
       accepted: true,
       time: Date.now(),
@@ -537,7 +549,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   #refuse(address: string, reason: RefuseReason, message: string): void {
-    this.activity.add({
+    this.#log.add({
       address,
       accepted: false,
       time: Date.now(),
