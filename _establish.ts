@@ -101,8 +101,23 @@ function decodeRefuse(body: Bytes, fromServer: boolean): HandshakeError {
 
 /** The preamble for this configuration. */
 export async function encodePreamble(config: HandshakeConfig): Promise<Bytes> {
-  const tag = (await hash(new TextEncoder().encode(config.applicationName))).subarray(0, 8);
+  const tag = await applicationTag(config.applicationName);
   return concat(MAGIC, new Uint8Array([VERSION, config.psk ? 1 : 0, 0, 0]), tag);
+}
+
+// Application names are few and fixed by configuration: one SHA-256 each,
+// not one per handshake (a bounded cache, in case a program makes many).
+const tags = new Map<string, Promise<Bytes>>();
+const MAX_TAGS = 64;
+
+function applicationTag(name: string): Promise<Bytes> {
+  let tag = tags.get(name);
+  if (tag === undefined) {
+    if (tags.size >= MAX_TAGS) tags.clear();
+    tag = hash(new TextEncoder().encode(name)).then((digest) => digest.slice(0, 8));
+    tags.set(name, tag);
+  }
+  return tag;
 }
 
 export function prologue(preambleBytes: Bytes, config: HandshakeConfig): Bytes {
