@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type Bytes, concat, EMPTY } from "./_bytes.ts";
+import { type Bytes, concat, copy, EMPTY, equal } from "./_bytes.ts";
 
 const subtle = globalThis.crypto.subtle;
 
@@ -54,8 +54,22 @@ export async function generateDhKeyPair(): Promise<DhKeyPair> {
   return { publicKey, privateKey: pair.privateKey };
 }
 
+// A server imports the same static key for every handshake: keep the
+// imported pair with the array it came from, and check the bytes on reuse
+// (the caller may have changed them in place).
+const imported = new WeakMap<Uint8Array, { bytes: Bytes; pair: Promise<DhKeyPair> }>();
+
 /** Imports a raw 32-byte X25519 scalar and derives its public key. */
-export async function importDhKeyPair(
+export function importDhKeyPair(rawPrivateKey: Uint8Array): Promise<DhKeyPair> {
+  const hit = imported.get(rawPrivateKey);
+  if (hit !== undefined && equal(hit.bytes, rawPrivateKey)) return hit.pair;
+  const pair = importFresh(rawPrivateKey);
+  imported.set(rawPrivateKey, { bytes: copy(rawPrivateKey), pair });
+  pair.catch(() => imported.delete(rawPrivateKey));
+  return pair;
+}
+
+async function importFresh(
   rawPrivateKey: Uint8Array,
 ): Promise<DhKeyPair> {
   const pkcs8 = concat(PKCS8_X25519_PREFIX, rawPrivateKey);
