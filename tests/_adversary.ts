@@ -10,6 +10,7 @@
  * @module
  */
 
+import { concat } from "../_bytes.ts";
 import assert from "node:assert/strict";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -17,7 +18,7 @@ import { ClientNetwork } from "../client.ts";
 import type { CipherState, KeyPair } from "../cipher.ts";
 import type { Connection } from "../connection.ts";
 import { HandshakeState } from "../handshake.ts";
-import type { ActivityRecord, ServerNetwork } from "../server.ts";
+import { type ActivityRecord, ServerNetwork, type ServerOptions } from "../server.ts";
 
 export type Bytes = Uint8Array<ArrayBuffer>;
 
@@ -27,15 +28,6 @@ const encoder = new TextEncoder();
 // Bytes
 
 /** Concatenates byte strings. */
-export function concat(...parts: Uint8Array[]): Bytes {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
 
 /** UTF-8 bytes of a string. */
 export function utf8(text: string): Bytes {
@@ -1160,3 +1152,41 @@ async function sink(idleMs: number, highWaterMark: number, maxMessageSize: numbe
 }
 
 if (import.meta.main) await main(Deno.args);
+
+/**
+ * Runs `run` against a fresh loopback server with a sentinel client that must
+ * still get a round trip through afterwards (pass `sentinel: false` to skip
+ * it); then stops the server and fails on any escaped rejection.
+ */
+export async function withServer(
+  options: ServerOptions,
+  run: (server: ServerNetwork, watch: ServerWatch, sentinel: Sentinel) => Promise<void>,
+  fixture: { sentinel?: boolean } = {},
+): Promise<void> {
+  using trap = new RejectionTrap();
+  const server = await ServerNetwork.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    closeTimeout: 500,
+    ...options,
+  });
+  const watch = new ServerWatch(server);
+  let failure: unknown;
+  try {
+    if (fixture.sentinel === false) {
+      await run(server, watch, undefined as unknown as Sentinel);
+    } else {
+      const sentinel = await Sentinel.connect(server, watch);
+      await run(server, watch, sentinel);
+      await sentinel.roundTrip();
+      await sentinel.close();
+    }
+  } catch (error) {
+    failure = error;
+  } finally {
+    await server.stop();
+    await watch.done();
+  }
+  trap.check(failure);
+}
+export { concat };

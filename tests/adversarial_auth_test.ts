@@ -9,34 +9,24 @@ import { ClientNetwork, type ClientOptions } from "../client.ts";
 import { generateKeyPair } from "../cipher.ts";
 import { AuthenticationError, HandshakeError, RefusedError } from "../errors.ts";
 import { ServerNetwork, type ServerOptions } from "../server.ts";
-import { hex, RecordingProxy, RejectionTrap, Sentinel, ServerWatch, within } from "./_adversary.ts";
+import {
+  hex,
+  RecordingProxy,
+  RejectionTrap,
+  Sentinel,
+  ServerWatch,
+  within,
+  withServer as withServerFixture,
+} from "./_adversary.ts";
 
 const PSK = new Uint8Array(32).fill(1);
 const OTHER_PSK = new Uint8Array(32).fill(2);
 
-async function withServer(
+function withServer(
   options: ServerOptions,
   run: (server: ServerNetwork, watch: ServerWatch) => Promise<void>,
 ): Promise<void> {
-  using trap = new RejectionTrap();
-  const server = await ServerNetwork.listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    handshakeTimeout: 5000,
-    closeTimeout: 500,
-    ...options,
-  });
-  const watch = new ServerWatch(server);
-  let failure: unknown;
-  try {
-    await run(server, watch);
-  } catch (error) {
-    failure = error;
-  } finally {
-    await server.stop();
-    await watch.done();
-  }
-  trap.check(failure);
+  return withServerFixture({ handshakeTimeout: 5000, ...options }, run, { sentinel: false });
 }
 
 /** Connects, expecting a failure; returns the error and the server's record of it. */

@@ -24,36 +24,17 @@ import {
   sequenced,
   ServerWatch,
   within,
+  withServer as withServerFixture,
 } from "./_adversary.ts";
 
 const CLOSE_TIMEOUT = 1000;
 const UNCLEAN = ["truncated", "reset", "protocol-error"];
 
-async function withServer(
+function withServer(
   options: ServerOptions,
   run: (server: ServerNetwork, watch: ServerWatch, sentinel: Sentinel) => Promise<void>,
 ): Promise<void> {
-  using trap = new RejectionTrap();
-  const server = await ServerNetwork.listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    closeTimeout: CLOSE_TIMEOUT,
-    ...options,
-  });
-  const watch = new ServerWatch(server);
-  let failure: unknown;
-  try {
-    const sentinel = await Sentinel.connect(server, watch);
-    await run(server, watch, sentinel);
-    await sentinel.roundTrip();
-    await sentinel.close();
-  } catch (error) {
-    failure = error;
-  } finally {
-    await server.stop();
-    await watch.done();
-  }
-  trap.check(failure);
+  return withServerFixture({ closeTimeout: CLOSE_TIMEOUT, ...options }, run);
 }
 
 /** Checks that packets are sequence-numbered messages 0, 1, 2, ... intact; returns how many. */

@@ -20,33 +20,14 @@ import {
   settledMemory,
   startRecord,
   within,
+  withServer as withServerFixture,
 } from "./_adversary.ts";
 
-async function withServer(
+function withServer(
   options: ServerOptions,
   run: (server: ServerNetwork, watch: ServerWatch, sentinel: Sentinel) => Promise<void>,
 ): Promise<void> {
-  using trap = new RejectionTrap();
-  const server = await ServerNetwork.listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    closeTimeout: 500,
-    ...options,
-  });
-  const watch = new ServerWatch(server);
-  let failure: unknown;
-  try {
-    const sentinel = await Sentinel.connect(server, watch);
-    await run(server, watch, sentinel);
-    await sentinel.roundTrip();
-    await sentinel.close();
-  } catch (error) {
-    failure = error;
-  } finally {
-    await server.stop();
-    await watch.done();
-  }
-  trap.check(failure);
+  return withServerFixture(options, run);
 }
 
 Deno.test("A declared total over maxMessageSize ends the connection with message-too-large", async () => {

@@ -21,39 +21,22 @@ import {
   Sentinel,
   ServerWatch,
   within,
+  withServer as withServerFixture,
   writeAll,
 } from "./_adversary.ts";
 
 const HANDSHAKE_TIMEOUT = 1000;
 const WRITE_TIMEOUT = 300;
 
-async function withServer(
+function withServer(
   options: ServerOptions,
   run: (server: ServerNetwork, watch: ServerWatch, sentinel: Sentinel) => Promise<void>,
 ): Promise<void> {
-  using trap = new RejectionTrap();
-  const server = await ServerNetwork.listen({
-    hostname: "127.0.0.1",
-    port: 0,
+  return withServerFixture({
     handshakeTimeout: HANDSHAKE_TIMEOUT,
     writeTimeout: WRITE_TIMEOUT,
-    closeTimeout: 500,
     ...options,
-  });
-  const watch = new ServerWatch(server);
-  let failure: unknown;
-  try {
-    const sentinel = await Sentinel.connect(server, watch);
-    await run(server, watch, sentinel);
-    await sentinel.roundTrip();
-    await sentinel.close();
-  } catch (error) {
-    failure = error;
-  } finally {
-    await server.stop();
-    await watch.done();
-  }
-  trap.check(failure);
+  }, run);
 }
 
 /** Writes one byte at a time, `delay` ms apart; stops quietly once the server has gone. */

@@ -1,4 +1,5 @@
 // Copyright 2026 the aesm authors. MIT license.
+import { concat } from "../_bytes.ts";
 import assert from "node:assert/strict";
 import {
   encodeFrame,
@@ -16,16 +17,6 @@ type Bytes = Uint8Array<ArrayBuffer>;
 
 function bytes(length: number, seed = 0): Bytes {
   return Uint8Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff);
-}
-
-function concat(...parts: Uint8Array[]): Bytes {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 /** Runs `chunks` through a decoder and returns the frames as plain, copied values. */

@@ -1,4 +1,5 @@
 // Copyright 2026 the aesm authors. MIT license.
+import { concat } from "../_bytes.ts";
 import assert from "node:assert/strict";
 import {
   CloseCode,
@@ -22,16 +23,6 @@ const SIZES = [0, 1, 65000, 65503, 65504, 65505, 65519, 65520, 200000, 1024 * 10
 
 function bytes(length: number, seed = 0): Bytes {
   return Uint8Array.from({ length }, (_, i) => (i * 131 + seed * 7 + (i >> 8)) & 0xff);
-}
-
-function concat(...parts: Uint8Array[]): Bytes {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 /** A text of `length` UTF-8 bytes mixing 1-, 2-, 3- and 4-byte characters. */
