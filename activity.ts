@@ -47,13 +47,42 @@ export interface ActivityRecord {
   readonly publicKey?: Uint8Array<ArrayBuffer>;
 }
 
-/** Default {@linkcode ActivityLog} capacity. */
+/**
+ * Default {@linkcode ActivityLog} capacity: the most unread records a server keeps.
+ *
+ * @example Logs keep this many unread records unless told otherwise
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ActivityLog, DEFAULT_ACTIVITY_LIMIT } from "@aesm/aesm/activity";
+ *
+ * assert.equal(DEFAULT_ACTIVITY_LIMIT, 10_000);
+ * const log = new ActivityLog(); // Holds up to DEFAULT_ACTIVITY_LIMIT unread records.
+ * assert.equal(log.length, 0);
+ * assert.throws(() => new ActivityLog(0), RangeError);
+ * ```
+ */
 export const DEFAULT_ACTIVITY_LIMIT = 10_000;
 
 /**
  * The activity log: the oldest unread record first. It keeps at most `limit`
  * unread records; past that the oldest are dropped and counted in `dropped`,
  * so that a flood of refused connections cannot grow memory.
+ *
+ * @example A full log drops its oldest records
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientNetwork, ServerNetwork } from "@aesm/aesm";
+ *
+ * const hostname = "127.0.0.1";
+ * await using server = await ServerNetwork.listen({ hostname, port: 0, activityLimit: 1 });
+ * await using _first = await ClientNetwork.connect({ hostname, port: server.port });
+ * await server.accept();
+ * await using second = await ClientNetwork.connect({ hostname, port: server.port });
+ * await server.accept();
+ * assert.equal(server.activity.length, 1);
+ * assert.equal(server.activity.dropped, 1);
+ * assert.equal(server.activity.next()?.address, second.localAddress);
+ * ```
  */
 export class ActivityLog implements AsyncIterable<ActivityRecord> {
   #queue = new AsyncQueue<ActivityRecord>();
@@ -70,7 +99,7 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
   /**
    * Creates an empty log. Servers make their own.
    *
-   * @param limit The most unread records kept.
+   * @param limit The most unread records kept; {@linkcode DEFAULT_ACTIVITY_LIMIT} if omitted.
    * @throws {RangeError} If `limit` is not a positive integer.
    */
   constructor(limit: number = DEFAULT_ACTIVITY_LIMIT) {
@@ -116,6 +145,7 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
    *
    * @param options A signal to stop waiting.
    * @returns The record, or `undefined` once the server has stopped and the log is read.
+   * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   receive(options: ReceiveOptions = {}): Promise<ActivityRecord | undefined> {
     return this.#queue.receive(options.signal);
@@ -126,6 +156,7 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
    *
    * @param options A signal to stop waiting.
    * @returns Whether a record is unread: `false` once the server has stopped with none left.
+   * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   async wait(options: ReceiveOptions = {}): Promise<boolean> {
     const record = await this.#queue.receive(options.signal);

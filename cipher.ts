@@ -29,7 +29,22 @@ import {
   seal,
 } from "./_primitives.ts";
 
-/** The reserved nonce 2^64 − 1: never used to encrypt a message, only by {@linkcode CipherState.rekey}. */
+/**
+ * The reserved nonce 2^64 − 1: never used to encrypt a message, only by
+ * {@linkcode CipherState.rekey}.
+ *
+ * @example A cipher at the reserved nonce refuses to encrypt but can rekey
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CipherState, MAX_NONCE } from "@aesm/aesm/cipher";
+ *
+ * const cipher = await CipherState.create(new Uint8Array(32));
+ * cipher.setNonce(MAX_NONCE);
+ * await assert.rejects(cipher.encryptWithAd(new Uint8Array(0), new Uint8Array(1)), RangeError);
+ * await cipher.rekey();
+ * assert.equal(cipher.nonce, MAX_NONCE);
+ * ```
+ */
 export const MAX_NONCE: bigint = 0xffff_ffff_ffff_ffffn;
 
 /**
@@ -49,7 +64,12 @@ export const MAX_NONCE: bigint = 0xffff_ffff_ffff_ffffn;
  * ```
  */
 export class DecryptionError extends Error {
-  /** Creates the error; `cause` is the underlying WebCrypto error. */
+  /**
+   * Creates the error; `cause` is the underlying WebCrypto error.
+   *
+   * @param message A sentence for people.
+   * @param options The `cause`.
+   */
   constructor(message = "Cannot decrypt: authentication failed", options?: ErrorOptions) {
     super(message, options);
     this.name = "DecryptionError";
@@ -89,8 +109,10 @@ export class CipherState {
   /**
    * Creates a `CipherState`, keyed when `key` is given.
    *
-   * @param key A raw 32-byte AES-256 key; omitted, the state has no key and passes plaintext through.
+   * @param key A raw 32-byte AES-256 key; omitted, the state has no key and passes plaintext
+   * through.
    * @returns The new state with its nonce at 0.
+   * @throws {TypeError} If `key` is given and is not a `Uint8Array`.
    * @throws {RangeError} If `key` is not 32 bytes.
    */
   static async create(key?: Uint8Array): Promise<CipherState> {
@@ -103,6 +125,7 @@ export class CipherState {
    * Noise `InitializeKey(key)`: sets the key and resets the nonce to 0.
    *
    * @param key A raw 32-byte AES-256 key.
+   * @throws {TypeError} If `key` is not a `Uint8Array`.
    * @throws {RangeError} If `key` is not 32 bytes.
    */
   async initializeKey(key: Uint8Array): Promise<void> {
@@ -149,6 +172,7 @@ export class CipherState {
    * @param ad Associated data, authenticated but not encrypted.
    * @param plaintext The bytes to encrypt.
    * @returns The ciphertext with its 16-byte tag, or a copy of `plaintext` without a key.
+   * @throws {TypeError} If `ad` or `plaintext` is not a `Uint8Array`.
    * @throws {RangeError} If the nonce has reached 2^64 − 1.
    */
   async encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
@@ -172,6 +196,7 @@ export class CipherState {
    * @param ciphertext The ciphertext with its 16-byte tag.
    * @returns The plaintext, or a copy of `ciphertext` without a key.
    * @throws {DecryptionError} If authentication fails; the nonce does not move.
+   * @throws {TypeError} If `ad` or `ciphertext` is not a `Uint8Array`.
    * @throws {RangeError} If the nonce has reached 2^64 − 1.
    */
   async decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
@@ -260,6 +285,7 @@ export async function generateKeyPair(): Promise<KeyPair> {
  *
  * @param privateKey The raw private scalar.
  * @returns The key pair.
+ * @throws {TypeError} If `privateKey` is not a `Uint8Array`.
  * @throws {RangeError} If `privateKey` is not 32 bytes.
  *
  * @example Deriving a public key

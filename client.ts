@@ -68,6 +68,23 @@ export interface ClientOptions extends ConnectionOptions {
  * Without `serverPublicKey` or a `psk`, the client does not know whom it
  * talks to: the channel is encrypted and forward-secret, but a man in the
  * middle could run it. Pin the server's key, or share a psk, to rule that out.
+ *
+ * @example Connecting with a pre-shared key
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AuthenticationError, ClientNetwork, ServerNetwork } from "@aesm/aesm";
+ *
+ * const hostname = "127.0.0.1";
+ * const psk = crypto.getRandomValues(new Uint8Array(32));
+ * await using server = await ServerNetwork.listen({ hostname, port: 0, psk });
+ * await using client = await ClientNetwork.connect({ hostname, port: server.port, psk });
+ * await client.send("hello");
+ * assert.equal((await server.receive())?.data, "hello");
+ * await assert.rejects(
+ *   ClientNetwork.connect({ hostname, port: server.port, psk: new Uint8Array(32) }),
+ *   (error) => error instanceof AuthenticationError && error.reason === "psk-mismatch",
+ * );
+ * ```
  */
 export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   /** The packets received, oldest first (the original's `retrieved`). */
@@ -118,8 +135,13 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    *
    * @param options Where to connect, and everything else.
    * @returns The connected client.
-   * @throws {HandshakeError} If the handshake fails; an `AuthenticationError` if authentication does.
+   * @throws {TypeError} If an option has the wrong type.
+   * @throws {RangeError} If a number is out of range.
+   * @throws {HandshakeError} If the handshake fails; an `AuthenticationError` if authentication
+   * does.
    * @throws {TimeoutError} If it takes longer than `handshakeTimeout`.
+   * @throws {Deno.errors.ConnectionRefused} If nothing listens at the address.
+   * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   static async connect(options: ClientOptions): Promise<ClientNetwork> {
     const client = new ClientNetwork(options.hostname ?? "127.0.0.1", options.port, options);
@@ -139,17 +161,29 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     return this.#connection;
   }
 
-  /** The server's address, `host:port`. */
+  /**
+   * The server's address, `host:port`.
+   *
+   * @throws {TypeError} Before `ready` resolves.
+   */
   get address(): string {
     return this.connection.address;
   }
 
-  /** This side's address, `host:port`: how the server names this client. */
+  /**
+   * This side's address, `host:port`: how the server names this client.
+   *
+   * @throws {TypeError} Before `ready` resolves.
+   */
   get localAddress(): string {
     return this.connection.localAddress;
   }
 
-  /** This client's static public key. */
+  /**
+   * This client's static public key.
+   *
+   * @throws {TypeError} Before `ready` resolves.
+   */
   get publicKey(): Uint8Array<ArrayBuffer> {
     if (this.#keyPair === undefined) {
       throw new TypeError("Cannot read publicKey: await client.ready first");
@@ -157,17 +191,28 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     return this.#keyPair.publicKey;
   }
 
-  /** The server's static public key, as proven in the handshake. */
+  /**
+   * The server's static public key, as proven in the handshake.
+   *
+   * @throws {TypeError} Before `ready` resolves.
+   */
   get remotePublicKey(): Uint8Array<ArrayBuffer> {
     return this.connection.remotePublicKey;
   }
 
-  /** The Noise handshake hash, the same on both sides. */
+  /**
+   * The Noise handshake hash, the same on both sides.
+   *
+   * @throws {TypeError} Before `ready` resolves.
+   */
   get handshakeHash(): Uint8Array<ArrayBuffer> {
     return this.connection.handshakeHash;
   }
 
-  /** Resolves once the connection has ended, with why (reason `"aborted"` if it never connected). Never rejects. */
+  /**
+   * Resolves once the connection has ended, with why (reason `"aborted"` if it never connected).
+   * Never rejects.
+   */
   get closed(): Promise<CloseInfo> {
     return this.#closed;
   }
@@ -176,8 +221,10 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * Sends a message, waiting to be connected first.
    *
    * @param data A string or bytes.
+   * @throws {TypeError} If `data` is neither a string nor a `Uint8Array`.
    * @throws {MessageTooLargeError} If it exceeds the server's limit.
    * @throws {ConnectionClosedError} If the connection is closed.
+   * @throws {unknown} Why connecting failed, if it did (as `ready` rejects).
    */
   send(data: string | Uint8Array): Promise<void> {
     return this.#connection?.send(data) ?? this.ready.then(() => this.#connection!.send(data));
@@ -187,12 +234,19 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * Sends a message (the original's `sendData`); see {@linkcode ClientNetwork.send}.
    *
    * @param data A string or bytes.
+   * @throws {MessageTooLargeError} If it exceeds the server's limit.
+   * @throws {ConnectionClosedError} If the connection is closed.
    */
   sendData(data: string | Uint8Array): Promise<void> {
     return this.send(data);
   }
 
-  /** Waits until every message sent so far is written to the socket. */
+  /**
+   * Waits until every message sent so far is written to the socket.
+   *
+   * @throws {ConnectionClosedError} If the connection ended before they were written.
+   * @throws {unknown} Why connecting failed, if it did (as `ready` rejects).
+   */
   async flush(): Promise<void> {
     await this.ready;
     await this.connection.flush();
@@ -203,6 +257,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    *
    * @param options A signal to stop waiting.
    * @returns The packet, or `undefined` once the connection has ended and every packet was taken.
+   * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   receive(options?: ReceiveOptions): Promise<Packet | undefined> {
     return this.retrieved.receive(options);

@@ -47,7 +47,20 @@ import { encodeFrameHeader, FrameType } from "./framing.ts";
 import type { Packet, PacketQueue, ReceiveOptions } from "./queue.ts";
 import "./queue.ts"; // Registers the queue internals this module uses.
 
-/** Default {@linkcode ConnectionOptions.maxMessageSize}: 16 MiB. */
+/**
+ * Default {@linkcode ConnectionOptions.maxMessageSize}: 16 MiB.
+ *
+ * @example A peer with the default limit
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientNetwork, DEFAULT_MAX_MESSAGE_SIZE, ServerNetwork } from "@aesm/aesm";
+ *
+ * await using server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0 });
+ * await using client = await ClientNetwork.connect({ hostname: "127.0.0.1", port: server.port });
+ * assert.equal(DEFAULT_MAX_MESSAGE_SIZE, 16 * 1024 * 1024);
+ * assert.equal(client.connection.peerMaxMessageSize, DEFAULT_MAX_MESSAGE_SIZE);
+ * ```
+ */
 export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
 
 /** Options every connection takes, on either side. */
@@ -100,7 +113,10 @@ export interface ConnectionOptions {
 export interface CloseInfo {
   /** The reason, as in the activity log. */
   readonly reason: CloseReason;
-  /** Whether it ended with an authenticated close from both sides' point of view (not cut or failed). */
+  /**
+   * Whether it ended with an authenticated close from both sides' point of view (not cut or
+   * failed).
+   */
   readonly clean: boolean;
   /** Which side ended it. */
   readonly by: "local" | "remote";
@@ -118,7 +134,11 @@ export interface CloseOptions {
    * @default {"normal"}
    */
   reason?: "normal" | "shutdown";
-  /** A short UTF-8 explanation sent with it (at most 256 bytes). */
+  /**
+   * A short UTF-8 explanation sent with it (cut to 256 bytes).
+   *
+   * @default {""}
+   */
   message?: string;
 }
 
@@ -135,6 +155,23 @@ const RESOLVED = Promise.resolve();
  * awaits each send never outruns the socket. A resolved send is delivered
  * unless the connection fails; then `closed` resolves with an unclean
  * reason, and `flush()` and later sends reject with `ConnectionClosedError`.
+ *
+ * @example Sending, then closing with a message for the peer
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientNetwork, ServerNetwork } from "@aesm/aesm";
+ *
+ * await using server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0 });
+ * await using client = await ClientNetwork.connect({ hostname: "127.0.0.1", port: server.port });
+ * await using connection = await server.accept();
+ * await connection.send("bye");
+ * const info = await connection.close({ message: "done" });
+ * assert.deepEqual([info.reason, info.clean, info.by], ["normal", true, "local"]);
+ * assert.equal(connection.isClosed, true);
+ * assert.equal((await client.receive())?.data, "bye");
+ * const seen = await client.closed;
+ * assert.deepEqual([seen.by, seen.message], ["remote", "done"]);
+ * ```
  */
 export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   /** The peer's address, `host:port` (`[::1]:port` for IPv6). */
@@ -261,6 +298,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
    *
    * @param options A signal to stop waiting.
    * @returns The packet, or `undefined` once the connection has ended and every packet was taken.
+   * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   receive(options?: ReceiveOptions): Promise<Packet | undefined> {
     return this.data.receive(options);
@@ -584,7 +622,26 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   }
 }
 
-/** Formats a network address as `host:port`, bracketing IPv6 hosts. */
+/**
+ * Formats a network address as `host:port`, bracketing IPv6 hosts: the form
+ * of every `address` in this library.
+ *
+ * @param addr A TCP or UDP address (a Unix socket address gives its path).
+ * @returns The address as `host:port`.
+ *
+ * @example Formatting IPv4 and IPv6 addresses
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatAddress } from "@aesm/aesm/connection";
+ *
+ * const ipv4 = formatAddress({ transport: "tcp", hostname: "127.0.0.1", port: 80 });
+ * assert.equal(ipv4, "127.0.0.1:80");
+ * const ipv6 = formatAddress({ transport: "tcp", hostname: "::1", port: 8080 });
+ * assert.equal(ipv6, "[::1]:8080");
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * assert.equal(formatAddress(listener.addr), `127.0.0.1:${listener.addr.port}`);
+ * ```
+ */
 export function formatAddress(addr: Deno.Addr): string {
   if (addr.transport !== "tcp" && addr.transport !== "udp") {
     return String((addr as { path?: string }).path);

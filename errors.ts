@@ -48,12 +48,31 @@ export interface ReasonOptions<R extends string> extends ErrorOptions {
  * application name or protocol, a full server, a failed authentication.
  * `reason` says which; `AuthenticationError` is the subclass for failed
  * authentication.
+ *
+ * @example A client with another application name is refused
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientNetwork, RefusedError, ServerNetwork } from "@aesm/aesm";
+ *
+ * const hostname = "127.0.0.1";
+ * await using server = await ServerNetwork.listen({ hostname, port: 0, applicationName: "chat" });
+ * const client = ClientNetwork.connect({ hostname, port: server.port, applicationName: "game" });
+ * const error = await client.catch((error) => error);
+ * assert.ok(error instanceof RefusedError);
+ * assert.equal(error.reason, "application-mismatch");
+ * assert.equal((await server.activity.receive())?.reason, "application-mismatch");
+ * ```
  */
 export class RefusedError extends HandshakeError {
   /** The reason, as in the activity log. */
   readonly reason: RefuseReason;
 
-  /** Creates the error with its reason. */
+  /**
+   * Creates the error with its reason.
+   *
+   * @param message A sentence for people.
+   * @param options The reason, and the `cause`.
+   */
   constructor(message: string, options: ReasonOptions<RefuseReason>) {
     super(message, options);
     this.name = "RefusedError";
@@ -66,9 +85,28 @@ export class RefusedError extends HandshakeError {
  * a wrong pre-shared key (`psk-mismatch`), an unpinned server key
  * (`key-rejected`), or a key or address the server's authorizer refused
  * (`unauthorized`).
+ *
+ * @example A client that pinned another server key
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AuthenticationError, ClientNetwork, generateKeyPair, ServerNetwork } from "@aesm/aesm";
+ *
+ * const hostname = "127.0.0.1";
+ * await using server = await ServerNetwork.listen({ hostname, port: 0 });
+ * const { publicKey: serverPublicKey } = await generateKeyPair(); // Not the server's key.
+ * await assert.rejects(
+ *   ClientNetwork.connect({ hostname, port: server.port, serverPublicKey }),
+ *   (error) => error instanceof AuthenticationError && error.reason === "key-rejected",
+ * );
+ * ```
  */
 export class AuthenticationError extends RefusedError {
-  /** Creates the error with its reason. */
+  /**
+   * Creates the error with its reason.
+   *
+   * @param message A sentence for people.
+   * @param options The reason, and the `cause`.
+   */
   constructor(message: string, options: ReasonOptions<RefuseReason>) {
     super(message, options);
     this.name = "AuthenticationError";
@@ -87,12 +125,33 @@ export type CloseReason =
   | "reset"
   | "aborted";
 
-/** The connection is closed: nothing more can be sent or will arrive. */
+/**
+ * The connection is closed: nothing more can be sent or will arrive.
+ *
+ * @example Sending after close
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientNetwork, ConnectionClosedError, ServerNetwork } from "@aesm/aesm";
+ *
+ * await using server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0 });
+ * await using client = await ClientNetwork.connect({ hostname: "127.0.0.1", port: server.port });
+ * await client.close();
+ * await assert.rejects(
+ *   client.send("too late"),
+ *   (error) => error instanceof ConnectionClosedError && error.reason === "normal",
+ * );
+ * ```
+ */
 export class ConnectionClosedError extends Error {
   /** Why the connection ended. */
   readonly reason: CloseReason;
 
-  /** Creates the error with its reason. */
+  /**
+   * Creates the error with its reason.
+   *
+   * @param message A sentence for people.
+   * @param options The reason, and the `cause`.
+   */
   constructor(message: string, options: ReasonOptions<CloseReason>) {
     super(message, options);
     this.name = "ConnectionClosedError";
@@ -110,12 +169,32 @@ export interface ProtocolErrorOptions extends ErrorOptions {
   truncated?: boolean;
 }
 
-/** The peer broke the wire protocol after the handshake: a bad frame, record or tag. */
+/**
+ * The peer broke the wire protocol after the handshake: a bad frame, record or tag.
+ *
+ * @example An unknown frame type
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ProtocolError } from "@aesm/aesm/errors";
+ * import { FrameDecoderStream } from "@aesm/aesm/framing";
+ *
+ * const wire = ReadableStream.from([new Uint8Array([0x09, 0, 0])]);
+ * await assert.rejects(
+ *   Array.fromAsync(wire.pipeThrough(new FrameDecoderStream())),
+ *   (error) => error instanceof ProtocolError && !error.truncated,
+ * );
+ * ```
+ */
 export class ProtocolError extends Error {
   /** Whether the input ended inside a frame. */
   readonly truncated: boolean;
 
-  /** Creates the error. */
+  /**
+   * Creates the error.
+   *
+   * @param message A sentence for people.
+   * @param options Whether the input was truncated, and the `cause`.
+   */
   constructor(message: string, options?: ProtocolErrorOptions) {
     super(message, options);
     this.name = "ProtocolError";
@@ -123,23 +202,64 @@ export class ProtocolError extends Error {
   }
 }
 
-/** An operation ran out of time: a connect, a handshake, a write the peer did not read. */
+/**
+ * An operation ran out of time: a connect, a handshake, a write the peer did not read.
+ *
+ * @example A server that never answers the handshake
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientNetwork, TimeoutError } from "@aesm/aesm";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 }); // Plain TCP: says nothing.
+ * const { port } = listener.addr;
+ * await assert.rejects(
+ *   ClientNetwork.connect({ hostname: "127.0.0.1", port, handshakeTimeout: 200 }),
+ *   TimeoutError,
+ * );
+ * ```
+ */
 export class TimeoutError extends Error {
-  /** Creates the error. */
+  /**
+   * Creates the error.
+   *
+   * @param message A sentence for people.
+   * @param options The `cause`.
+   */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "TimeoutError";
   }
 }
 
-/** A message is larger than the receiving side accepts. A caller sees it as a `RangeError`. */
+/**
+ * A message is larger than the receiving side accepts. A caller sees it as a `RangeError`.
+ *
+ * @example Sending more than the server accepts
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientNetwork, MessageTooLargeError, ServerNetwork } from "@aesm/aesm";
+ *
+ * const hostname = "127.0.0.1";
+ * await using server = await ServerNetwork.listen({ hostname, port: 0, maxMessageSize: 16 });
+ * await using client = await ClientNetwork.connect({ hostname, port: server.port });
+ * const error = await client.send("x".repeat(17)).catch((error) => error);
+ * assert.ok(error instanceof MessageTooLargeError && error instanceof RangeError);
+ * assert.deepEqual([error.size, error.limit], [17, 16]);
+ * await client.send("x".repeat(16));
+ * ```
+ */
 export class MessageTooLargeError extends RangeError {
   /** The message's size in bytes. */
   readonly size: number;
   /** The largest size accepted. */
   readonly limit: number;
 
-  /** Creates the error with the size and the limit. */
+  /**
+   * Creates the error with the size and the limit.
+   *
+   * @param size The message's size in bytes.
+   * @param limit The largest size accepted.
+   */
   constructor(size: number, limit: number) {
     super(`Cannot send message: ${size} bytes exceeds the limit of ${limit} bytes`);
     this.name = "MessageTooLargeError";

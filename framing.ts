@@ -20,7 +20,20 @@
 
 import { FrameParser } from "./_frame_parser.ts";
 
-/** Frame types. `Preamble` is never on the wire as a type: it marks the client's first 16 bytes. */
+/**
+ * Frame types. `Preamble` is never on the wire as a type: it marks the client's first 16 bytes.
+ *
+ * @example Reading the type of a decoded frame
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FrameDecoderStream, FrameType } from "@aesm/aesm/framing";
+ *
+ * const wire = ReadableStream.from([new Uint8Array([0x02, 0, 1, 0x06])]);
+ * const [frame] = await Array.fromAsync(wire.pipeThrough(new FrameDecoderStream()));
+ * assert.equal(frame.type, FrameType.Refuse);
+ * assert.deepEqual(frame.body, new Uint8Array([0x06]));
+ * ```
+ */
 export const FrameType = {
   /** The client's 16-byte preamble, emitted by a decoder made with `preambleLength`. */
   Preamble: 0x00,
@@ -37,10 +50,34 @@ export const FrameType = {
 /** A frame type value. */
 export type FrameType = typeof FrameType[keyof typeof FrameType];
 
-/** Length of a frame header. */
+/**
+ * Length of a frame header.
+ *
+ * @example A frame is its header and its body
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeFrame, FRAME_HEADER_LENGTH, FrameType } from "@aesm/aesm/framing";
+ *
+ * const frame = encodeFrame(FrameType.Transport, new Uint8Array(10));
+ * assert.equal(FRAME_HEADER_LENGTH, 3);
+ * assert.equal(frame.length, FRAME_HEADER_LENGTH + 10);
+ * ```
+ */
 export const FRAME_HEADER_LENGTH = 3;
 
-/** The largest frame body: the Noise message limit. */
+/**
+ * The largest frame body: the Noise message limit.
+ *
+ * @example The two-byte length field caps the body
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeFrameHeader, FrameType, MAX_FRAME_BODY } from "@aesm/aesm/framing";
+ *
+ * const header = encodeFrameHeader(FrameType.Transport, MAX_FRAME_BODY);
+ * assert.deepEqual(header, new Uint8Array([0x03, 0xff, 0xff]));
+ * assert.throws(() => encodeFrameHeader(FrameType.Transport, MAX_FRAME_BODY + 1), RangeError);
+ * ```
+ */
 export const MAX_FRAME_BODY = 65535;
 
 /** A decoded frame. */
@@ -59,7 +96,16 @@ export interface Frame {
  * @param type The frame type.
  * @param length The body length.
  * @returns The header.
- * @throws {RangeError} If `length` exceeds {@linkcode MAX_FRAME_BODY}.
+ * @throws {RangeError} If `length` is not an integer from 0 to {@linkcode MAX_FRAME_BODY}.
+ *
+ * @example Writing a header before streaming its body
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeFrameHeader, FrameType } from "@aesm/aesm/framing";
+ *
+ * assert.deepEqual(encodeFrameHeader(FrameType.Handshake, 258), new Uint8Array([0x01, 1, 2]));
+ * assert.throws(() => encodeFrameHeader(FrameType.Handshake, -1), RangeError);
+ * ```
  */
 export function encodeFrameHeader(type: FrameType, length: number): Uint8Array<ArrayBuffer> {
   if (!Number.isInteger(length) || length < 0 || length > MAX_FRAME_BODY) {
@@ -74,7 +120,17 @@ export function encodeFrameHeader(type: FrameType, length: number): Uint8Array<A
  * @param type The frame type.
  * @param body The body, at most 65535 bytes.
  * @returns Header and body in one buffer.
- * @throws {RangeError} If `body` is too long.
+ * @throws {RangeError} If `body` is longer than {@linkcode MAX_FRAME_BODY}.
+ *
+ * @example Encoding a frame
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeFrame, FrameType } from "@aesm/aesm/framing";
+ *
+ * const frame = encodeFrame(FrameType.Handshake, new Uint8Array([0xaa, 0xbb]));
+ * assert.deepEqual(frame, new Uint8Array([0x01, 0, 2, 0xaa, 0xbb]));
+ * assert.throws(() => encodeFrame(FrameType.Handshake, new Uint8Array(65536)), RangeError);
+ * ```
  */
 export function encodeFrame(type: FrameType, body: Uint8Array): Uint8Array<ArrayBuffer> {
   const frame = new Uint8Array(FRAME_HEADER_LENGTH + body.length);
@@ -101,6 +157,19 @@ export interface FrameDecoderStreamOptions {
  * type other than 1 to 4 errors the stream with a `ProtocolError` at once,
  * and so does input that ends inside a frame (with `truncated` set). Cancelling the readable side
  * cancels the source.
+ *
+ * @example Decoding a preamble, then frames
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FrameDecoderStream, FrameType } from "@aesm/aesm/framing";
+ *
+ * const wire = ReadableStream.from([new Uint8Array([0xaa, 0xbb, 0x01, 0, 1, 0x07])]);
+ * const decoder = new FrameDecoderStream({ preambleLength: 2 });
+ * const frames = await Array.fromAsync(wire.pipeThrough(decoder));
+ * assert.deepEqual(frames.map((frame) => frame.type), [FrameType.Preamble, FrameType.Handshake]);
+ * assert.deepEqual(frames[0].body, new Uint8Array([0xaa, 0xbb]));
+ * assert.deepEqual(frames[1].body, new Uint8Array([0x07]));
+ * ```
  */
 export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
   /**

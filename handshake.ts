@@ -44,7 +44,22 @@ import {
 } from "./_primitives.ts";
 import { CipherState } from "./cipher.ts";
 
-/** The largest Noise message, handshake or transport, in bytes. */
+/**
+ * The largest Noise message, handshake or transport, in bytes.
+ *
+ * @example A handshake message may not exceed it
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { HandshakeState, MAX_MESSAGE_LENGTH } from "@aesm/aesm/handshake";
+ *
+ * const protocolName = "Noise_NN_25519_AESGCM_SHA256";
+ * const initiator = await HandshakeState.create({ protocolName, initiator: true });
+ * await assert.rejects(initiator.writeMessage(new Uint8Array(MAX_MESSAGE_LENGTH)), RangeError);
+ * // The first NN message is a 32-byte ephemeral key and the payload in the clear.
+ * const message = await initiator.writeMessage(new Uint8Array(MAX_MESSAGE_LENGTH - 32));
+ * assert.equal(message.length, MAX_MESSAGE_LENGTH);
+ * ```
+ */
 export const MAX_MESSAGE_LENGTH = 65535;
 
 /**
@@ -64,7 +79,12 @@ export const MAX_MESSAGE_LENGTH = 65535;
  * ```
  */
 export class HandshakeError extends Error {
-  /** Creates the error; `options.cause` holds what went wrong underneath. */
+  /**
+   * Creates the error; `options.cause` holds what went wrong underneath.
+   *
+   * @param message A sentence for people.
+   * @param options The `cause`.
+   */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "HandshakeError";
@@ -192,7 +212,11 @@ export class SymmetricState {
     return plaintext;
   }
 
-  /** Whether the inner `CipherState` has a key. */
+  /**
+   * Noise `HasKey()` of the inner `CipherState`.
+   *
+   * @returns Whether it has a key.
+   */
   hasKey(): boolean {
     return this.#cipher.hasKey();
   }
@@ -235,7 +259,11 @@ export interface HandshakeStateOptions {
   ephemeralPrivateKey?: Uint8Array;
   /** The peer's static public key, for patterns where it is known in advance. */
   remoteStaticPublicKey?: Uint8Array;
-  /** Pre-shared 32-byte keys, in the order the pattern's psk tokens use them. */
+  /**
+   * Pre-shared 32-byte keys, in the order the pattern's psk tokens use them.
+   *
+   * @default {[]}
+   */
   psks?: Uint8Array[];
 }
 
@@ -322,8 +350,10 @@ export class HandshakeState {
    *
    * @param options The protocol, role and keys.
    * @returns A state ready for the first message.
-   * @throws {TypeError} If the protocol name is malformed or unsupported, or a key the pattern needs is missing.
-   * @throws {RangeError} If a key is not 32 bytes, or the psks do not match the pattern's psk tokens.
+   * @throws {TypeError} If the protocol name is malformed or unsupported, or a key the pattern
+   * needs is missing.
+   * @throws {RangeError} If a key is not 32 bytes, or the psks do not match the pattern's psk
+   * tokens.
    */
   static async create(options: HandshakeStateOptions): Promise<HandshakeState> {
     if (typeof options !== "object" || options === null) {
@@ -380,8 +410,10 @@ export class HandshakeState {
    *
    * @param payload Bytes to send with the message; encrypted once a key is set.
    * @returns The handshake message.
-   * @throws {TypeError} If the handshake is complete, a message from the peer is due, or another call is in progress.
-   * @throws {RangeError} If the message would exceed 65535 bytes.
+   * @throws {TypeError} If the handshake is complete, a message from the peer is due, or another
+   * call is in progress.
+   * @throws {RangeError} If the message would exceed {@linkcode MAX_MESSAGE_LENGTH} bytes; the
+   * state is unchanged.
    */
   async writeMessage(payload: Uint8Array = EMPTY): Promise<Uint8Array<ArrayBuffer>> {
     assertBytes(payload, "payload");
@@ -408,8 +440,10 @@ export class HandshakeState {
    *
    * @param message The peer's handshake message.
    * @returns The decrypted payload.
-   * @throws {TypeError} If the handshake is complete, it is this side's turn to write, or another call is in progress.
-   * @throws {HandshakeError} If the message is malformed or fails authentication; the state is unchanged.
+   * @throws {TypeError} If the handshake is complete, it is this side's turn to write, or another
+   * call is in progress.
+   * @throws {HandshakeError} If the message is malformed, too long or fails authentication; the
+   * state is unchanged.
    */
   async readMessage(message: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
     assertBytes(message, "message");

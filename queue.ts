@@ -47,7 +47,20 @@ export interface PacketQueueOptions {
   highWaterMark?: number;
 }
 
-/** Default {@linkcode PacketQueueOptions.highWaterMark}: 4 MiB. */
+/**
+ * Default {@linkcode PacketQueueOptions.highWaterMark}: 4 MiB.
+ *
+ * @example Queues pause reading at this many bytes unless told otherwise
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_HIGH_WATER_MARK, PacketQueue } from "@aesm/aesm/queue";
+ *
+ * assert.equal(DEFAULT_HIGH_WATER_MARK, 4 * 1024 * 1024);
+ * const queue = new PacketQueue({ highWaterMark: DEFAULT_HIGH_WATER_MARK / 4 });
+ * assert.equal(queue.bytes, 0);
+ * assert.throws(() => new PacketQueue({ highWaterMark: 0 }), RangeError);
+ * ```
+ */
 export const DEFAULT_HIGH_WATER_MARK = 4 * 1024 * 1024;
 
 /** Options of the waiting methods. */
@@ -105,7 +118,7 @@ export class PacketQueue implements AsyncIterable<Packet> {
    * Creates an empty queue. Connections make their own; there is no need to
    * call this.
    *
-   * @param options The high-water mark.
+   * @param options The high-water mark; {@linkcode DEFAULT_HIGH_WATER_MARK} if omitted.
    * @throws {RangeError} If `highWaterMark` is not a positive integer.
    */
   constructor(options: PacketQueueOptions = {}) {
@@ -173,7 +186,8 @@ export class PacketQueue implements AsyncIterable<Packet> {
    * Waits until at least one packet is queued, without taking it.
    *
    * @param options A signal to stop waiting.
-   * @returns Whether a packet is queued: `false` once the connection has ended with the queue empty.
+   * @returns Whether a packet is queued: `false` once the connection has ended with the queue
+   * empty.
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   async wait(options: ReceiveOptions = {}): Promise<boolean> {

@@ -140,6 +140,27 @@ let newConnections: (
 /**
  * The server's connections, keyed by remote address, and the server-wide
  * view of their packets in arrival order.
+ *
+ * @example Taking packets across connections in arrival order
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientNetwork, ServerNetwork } from "@aesm/aesm";
+ *
+ * const hostname = "127.0.0.1";
+ * await using server = await ServerNetwork.listen({ hostname, port: 0 });
+ * await using a = await ClientNetwork.connect({ hostname, port: server.port });
+ * const fromA = await server.accept();
+ * await using b = await ClientNetwork.connect({ hostname, port: server.port });
+ * const fromB = await server.accept();
+ * await a.send("one");
+ * await fromA.data.wait();
+ * await b.send("two");
+ * await fromB.data.wait();
+ * assert.deepEqual([server.connections.size, server.connections.length], [2, 2]);
+ * assert.ok(server.connections.has(b.localAddress));
+ * assert.equal(server.connections.getDataOrdinal(false)?.data, "two");
+ * assert.equal(server.connections.getDataOrdinal()?.data, "one");
+ * ```
  */
 export class Connections implements Iterable<Connection> {
   #table: Map<string, Connection>;
@@ -180,7 +201,12 @@ export class Connections implements Iterable<Connection> {
     return this.#table.get(address);
   }
 
-  /** Whether a connection from `address` is listed. */
+  /**
+   * Whether a connection from `address` is listed.
+   *
+   * @param address `host:port`, as in a packet's `address`.
+   * @returns Whether it is listed.
+   */
   has(address: string): boolean {
     return this.#table.has(address);
   }
@@ -190,7 +216,11 @@ export class Connections implements Iterable<Connection> {
     return this.#table.values();
   }
 
-  /** The listed addresses. */
+  /**
+   * The listed addresses.
+   *
+   * @returns The addresses, `host:port`.
+   */
   addresses(): string[] {
     return [...this.#table.keys()];
   }
@@ -219,6 +249,7 @@ export class Connections implements Iterable<Connection> {
    *
    * @param options A signal to stop waiting.
    * @returns Whether a packet waits: `false` once the server has stopped with none left.
+   * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   wait(options: ReceiveOptions = {}): Promise<boolean> {
     return this.#arrivals.wait(options.signal);
@@ -234,6 +265,20 @@ export class Connections implements Iterable<Connection> {
  * packets. Without a `psk`, `allowedPublicKeys` or `authorize`, any client
  * that knows the application name may connect: the channel is encrypted and
  * forward-secret, but the client is not authenticated.
+ *
+ * @example Accepting a connection and reading the activity log
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientNetwork, ServerNetwork } from "@aesm/aesm";
+ *
+ * await using server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0 });
+ * await using client = await ClientNetwork.connect({ hostname: "127.0.0.1", port: server.port });
+ * const connection = await server.accept();
+ * assert.equal(connection.address, client.localAddress);
+ * const record = server.activity.next();
+ * assert.deepEqual([record?.event, record?.address], ["connected", client.localAddress]);
+ * assert.deepEqual(record?.publicKey, client.publicKey);
+ * ```
  */
 export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   /** The connections, the ordinal view and the original's `activity()`. */
@@ -299,6 +344,9 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    *
    * @param options Where to listen, and everything else.
    * @returns The listening server.
+   * @throws {TypeError} If an option has the wrong type.
+   * @throws {RangeError} If a number is out of range.
+   * @throws {Deno.errors.AddrInUse} If the port is taken.
    */
   static async listen(options: ServerOptions = {}): Promise<ServerNetwork> {
     const server = new ServerNetwork(options.hostname ?? "127.0.0.1", options.port ?? 0, options);
@@ -341,6 +389,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * @param options A signal to stop waiting.
    * @returns The connection.
    * @throws {TypeError} If the server has stopped.
+   * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   async accept(options: ReceiveOptions = {}): Promise<Connection> {
     const connection = await this.#accepted.receive(options.signal);
@@ -353,6 +402,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    *
    * @param options A signal to stop waiting.
    * @returns The packet, or `undefined` once the server has stopped and every packet was taken.
+   * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   receive(options: ReceiveOptions = {}): Promise<Packet | undefined> {
     return this.#arrivals.receive(options.signal);
@@ -373,6 +423,8 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * @param data A string or bytes.
    * @param address The connection's remote address, `host:port`.
    * @throws {RangeError} If no connection has that address.
+   * @throws {TypeError} If `data` is neither a string nor a `Uint8Array`.
+   * @throws {MessageTooLargeError} If it exceeds that peer's limit.
    * @throws {ConnectionClosedError} If that connection is closed.
    */
   async sendTo(data: string | Uint8Array, address: string): Promise<void> {
@@ -388,6 +440,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    *
    * @param data A string or bytes.
    * @returns How many connections it was sent to.
+   * @throws {TypeError} If `data` is neither a string nor a `Uint8Array`.
    * @throws {MessageTooLargeError} If it exceeds any peer's limit; then it goes to none.
    */
   async sendAll(data: string | Uint8Array): Promise<number> {
