@@ -6,6 +6,8 @@
  * @module
  */
 
+import { abortable } from "./_internal.ts";
+
 interface Waiter<T> {
   resolve(value: T | undefined): void;
   reject(reason: unknown): void;
@@ -23,6 +25,7 @@ export class AsyncQueue<T> {
   #head = 0;
   #waiters: Waiter<T>[] = [];
   #closed = false;
+  #arrived: PromiseWithResolvers<void> | undefined;
 
   get length(): number {
     return this.#items.length - this.#head;
@@ -46,14 +49,24 @@ export class AsyncQueue<T> {
   /** Adds an item, or hands it to the oldest waiting receiver. */
   push(item: T): void {
     const waiter = this.#waiters.shift();
-    if (waiter !== undefined) waiter.resolve(item);
-    else this.#items.push(item);
+    if (waiter !== undefined) return waiter.resolve(item);
+    this.#items.push(item);
+    this.#wake();
   }
 
-  /** Puts an item back at the front (it was taken by mistake, as by a wait). */
-  unshift(item: T): void {
-    if (this.#head > 0) this.#items[--this.#head] = item;
-    else this.#items.unshift(item);
+  /** Waits until an item is queued, without taking it; `false` once closed and empty. */
+  async wait(signal?: AbortSignal): Promise<boolean> {
+    if (signal?.aborted) throw signal.reason;
+    while (this.length === 0 && !this.#closed) {
+      this.#arrived ??= Promise.withResolvers<void>();
+      await abortable(this.#arrived.promise, signal);
+    }
+    return this.length > 0;
+  }
+
+  #wake(): void {
+    this.#arrived?.resolve();
+    this.#arrived = undefined;
   }
 
   shift(): T | undefined {
@@ -105,6 +118,7 @@ export class AsyncQueue<T> {
     if (this.#closed) return;
     this.#closed = true;
     for (const waiter of this.#waiters.splice(0)) waiter.resolve(undefined);
+    this.#wake();
   }
 
   async *drain(signal?: AbortSignal): AsyncGenerator<T, void, undefined> {

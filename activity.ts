@@ -158,11 +158,8 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
    * @returns Whether a record is unread: `false` once the server has stopped with none left.
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
-  async wait(options: ReceiveOptions = {}): Promise<boolean> {
-    const record = await this.#queue.receive(options.signal);
-    if (record === undefined) return false;
-    this.#queue.unshift(record);
-    return true;
+  wait(options: ReceiveOptions = {}): Promise<boolean> {
+    return this.#queue.wait(options.signal);
   }
 
   /** Takes records as they come, until the server stops and the log is read. */

@@ -346,7 +346,6 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     });
   }
 
-  // Read side: frames -> decrypt -> records -> queue.
   // Read side, one loop: frames -> decrypt (several at once) -> records -> queue.
   // It asks for the next read only once the queue has room, so a full queue
   // stops reading the socket and TCP slows the sender.

@@ -108,8 +108,13 @@ export interface Frame {
  * ```
  */
 export function encodeFrameHeader(type: FrameType, length: number): Uint8Array<ArrayBuffer> {
+  if (!Number.isInteger(type) || type < FrameType.Handshake || type > FrameType.TransportRekey) {
+    throw new RangeError(`Cannot encode frame: unknown frame type ${type}`);
+  }
   if (!Number.isInteger(length) || length < 0 || length > MAX_FRAME_BODY) {
-    throw new RangeError(`Cannot encode frame: body of ${length} bytes exceeds ${MAX_FRAME_BODY}`);
+    throw new RangeError(
+      `Cannot encode frame: body length must be an integer from 0 to ${MAX_FRAME_BODY}, got ${length}`,
+    );
   }
   return new Uint8Array([type, length >>> 8, length & 0xff]);
 }

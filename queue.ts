@@ -24,7 +24,7 @@
 
 import { AsyncQueue } from "./_async_queue.ts";
 import type { Arrivals, Entry } from "./_arrivals.ts";
-import { abortable, internals } from "./_internal.ts";
+import { internals } from "./_internal.ts";
 
 /** A received message. */
 export interface Packet {
@@ -97,7 +97,6 @@ export class PacketQueue implements AsyncIterable<Packet> {
   #highWaterMark: number;
   #bytes = 0;
   #space: PromiseWithResolvers<void> | undefined;
-  #arrived: PromiseWithResolvers<void> | undefined;
   #onEmpty: (() => void) | undefined;
 
   static {
@@ -190,13 +189,8 @@ export class PacketQueue implements AsyncIterable<Packet> {
    * empty.
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
-  async wait(options: ReceiveOptions = {}): Promise<boolean> {
-    options.signal?.throwIfAborted();
-    while (this.length === 0 && !this.closed) {
-      this.#arrived ??= Promise.withResolvers<void>();
-      await abortable(this.#arrived.promise, options.signal);
-    }
-    return this.length > 0;
+  wait(options: ReceiveOptions = {}): Promise<boolean> {
+    return this.#queue.wait(options.signal);
   }
 
   /** Takes packets as they arrive, until the connection ends and the queue is empty. */
@@ -222,8 +216,6 @@ export class PacketQueue implements AsyncIterable<Packet> {
     this.#queue.push(entry);
     this.#bytes += size;
     this.#arrivals?.add(entry);
-    this.#arrived?.resolve();
-    this.#arrived = undefined;
     if (this.#bytes < this.#highWaterMark) return undefined;
     this.#space ??= Promise.withResolvers<void>();
     return this.#space.promise;
@@ -231,8 +223,6 @@ export class PacketQueue implements AsyncIterable<Packet> {
 
   #close(): void {
     this.#queue.close();
-    this.#arrived?.resolve();
-    this.#arrived = undefined;
     this.#release();
     if (this.length === 0) this.#onEmpty?.();
   }

@@ -12,7 +12,6 @@ import { ServerNetwork, type ServerOptions } from "../server.ts";
 import {
   hex,
   RecordingProxy,
-  RejectionTrap,
   Sentinel,
   ServerWatch,
   within,

@@ -20,7 +20,7 @@ import {
   RawClient,
   RejectionTrap,
   seal,
-  Sentinel,
+  type Sentinel,
   sequenced,
   ServerWatch,
   within,

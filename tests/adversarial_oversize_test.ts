@@ -7,16 +7,15 @@ import assert from "node:assert/strict";
 import { ClientNetwork } from "../client.ts";
 import { generateKeyPair } from "../cipher.ts";
 import { MessageTooLargeError } from "../errors.ts";
-import { ServerNetwork, type ServerOptions } from "../server.ts";
+import type { ServerNetwork, ServerOptions } from "../server.ts";
 import {
   CLOSE_CODES,
   concat,
   drainPackets,
   mib,
   RawClient,
-  RejectionTrap,
-  Sentinel,
-  ServerWatch,
+  type Sentinel,
+  type ServerWatch,
   settledMemory,
   startRecord,
   within,

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { ClientNetwork } from "../client.ts";
 import { generateKeyPair } from "../cipher.ts";
 import { ConnectionClosedError, RefusedError } from "../errors.ts";
-import { ServerNetwork, type ServerOptions } from "../server.ts";
+import type { ServerNetwork, ServerOptions } from "../server.ts";
 import {
   closeQuietly,
   mapLimit,
@@ -17,9 +17,8 @@ import {
   pause,
   RawClient,
   readRefusal,
-  RejectionTrap,
-  Sentinel,
-  ServerWatch,
+  type Sentinel,
+  type ServerWatch,
   within,
   withServer as withServerFixture,
   writeAll,
