@@ -160,12 +160,8 @@ Deno.test("A socket closed mid-frame is a truncation: the frames before it arriv
 });
 
 Deno.test("A client cut mid-frame by its server reports truncated", async () => {
-  using trap = new RejectionTrap();
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0 });
-  const watch = new ServerWatch(server);
-  let failure: unknown;
-  try {
+  await withServerFixture({}, async (server, watch) => {
     // A proxy-like fake server: passes the handshake through, then cuts mid-frame.
     const relay = (async () => {
       const down = await listener.accept();
@@ -202,13 +198,7 @@ Deno.test("A client cut mid-frame by its server reports truncated", async () => 
     assert.equal(info.clean, false);
     assert.equal(info.reason, "truncated", "a stream that ends without a Close is a truncation");
     await client.close();
-  } catch (error) {
-    failure = error;
-  } finally {
-    await server.stop();
-    await watch.done();
-  }
-  trap.check(failure);
+  }, { sentinel: false });
 });
 
 /**

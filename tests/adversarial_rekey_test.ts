@@ -22,6 +22,7 @@ import {
   ServerWatch,
   type Tamper,
   within,
+  withServer as withServerFixture,
 } from "./_adversary.ts";
 
 const MiB = 1024 * 1024;
@@ -211,11 +212,7 @@ Deno.test("A forged 0x04 to 0x03 (or 0x03 to 0x04) type ends the connection with
 });
 
 Deno.test("A raw peer that rekeys as PROTOCOL.md says is understood; one that lies about it is caught", async () => {
-  using trap = new RejectionTrap();
-  const server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0 });
-  const watch = new ServerWatch(server);
-  let failure: unknown;
-  try {
+  await withServerFixture({}, async (server, watch) => {
     const keyPair = await generateKeyPair();
     // Honest: every frame a TransportRekey, then Rekey() on the sending state.
     const honest = await RawClient.connect({ port: server.port }, keyPair);
@@ -243,11 +240,5 @@ Deno.test("A raw peer that rekeys as PROTOCOL.md says is understood; one that li
     assert.equal((await watch.end(silent.localAddress)).reason, "protocol-error");
     assert.deepEqual(drainPackets(await watch.connection(silent.localAddress)), ["unmarked"]);
     silent.close();
-  } catch (error) {
-    failure = error;
-  } finally {
-    await server.stop();
-    await watch.done();
-  }
-  trap.check(failure);
+  }, { sentinel: false });
 });
