@@ -7,7 +7,6 @@
  */
 
 import { type Bytes, concat } from "./_bytes.ts";
-import { Fault } from "./_fault.ts";
 import { TAGLEN } from "./_primitives.ts";
 import { ProtocolError } from "./errors.ts";
 import { MAX_FRAME_BODY } from "./framing.ts";
@@ -302,34 +301,5 @@ function decodeText(bytes: Uint8Array): string {
     return decoder.decode(bytes);
   } catch (error) {
     throw new ProtocolError("Cannot decode record: text is not valid UTF-8", { cause: error });
-  }
-}
-
-/**
- * {@linkcode RecordDecoder} as a stream stage: one array of events per
- * plaintext that completes any. Errors travel in band, after every event
- * before them, as a `Fault`; a `Fault` from upstream passes through; after a
- * `Fault` the stage drops its input.
- */
-export class RecordDecoderStream extends TransformStream<Bytes | Fault, RecordEvent[] | Fault> {
-  constructor(maxMessageSize: number) {
-    const decoder = new RecordDecoder(maxMessageSize);
-    let faulted = false;
-    super({
-      transform(input, controller) {
-        if (faulted) return;
-        const events: RecordEvent[] = [];
-        try {
-          if (input instanceof Fault) throw input.error;
-          decoder.decode(input, events);
-        } catch (error) {
-          faulted = true;
-          if (events.length > 0) controller.enqueue(events);
-          controller.enqueue(new Fault(error));
-          return;
-        }
-        if (events.length > 0) controller.enqueue(events);
-      },
-    });
   }
 }

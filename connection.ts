@@ -22,7 +22,7 @@
  * @module
  */
 
-import { FrameOpener } from "./_decrypt_stream.ts";
+import { FrameOpener } from "./_frame_opener.ts";
 import { closeQuietly, writeAll } from "./_socket.ts";
 import type { Established } from "./_establish.ts";
 import { type ConnectionInit, internals, type PacketSink } from "./_internal.ts";

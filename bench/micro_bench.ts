@@ -7,9 +7,10 @@
  * @module
  */
 
+import { RecordDecoderStream } from "../tests/_stages.ts";
 import { CipherState } from "../cipher.ts";
 import { encodeFrame, encodeFrameHeader, FrameDecoderStream, FrameType } from "../framing.ts";
-import { RecordBatcher, RecordDecoderStream } from "../_record.ts";
+import { RecordBatcher } from "../_record.ts";
 
 const KiB = 1024;
 const CHUNK = 64 * KiB;

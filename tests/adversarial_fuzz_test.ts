@@ -6,11 +6,10 @@
 // which must never throw, never hang, keep serving a good client, and give
 // its memory back.
 
+import { DecryptStream, Fault, FrameFaultStream, RecordDecoderStream } from "./_stages.ts";
 import assert from "node:assert/strict";
-import { DecryptStream } from "../_decrypt_stream.ts";
-import { Fault, FrameFaultStream } from "../_fault.ts";
 import { establishClient, establishServer } from "../_establish.ts";
-import { RecordBatcher, RecordDecoderStream } from "../_record.ts";
+import { RecordBatcher } from "../_record.ts";
 import { CipherState, generateKeyPair, type KeyPair } from "../cipher.ts";
 import { HandshakeError, ProtocolError } from "../errors.ts";
 import { HandshakeState } from "../handshake.ts";

@@ -6,12 +6,11 @@
 // may reach a packet queue; each connection must end with the right typed
 // reason; a sentinel client keeps working throughout.
 
+import { DecryptStream, Fault, FrameFaultStream, RecordDecoderStream } from "./_stages.ts";
 import assert from "node:assert/strict";
 import { ClientNetwork } from "../client.ts";
 import { CipherState, generateKeyPair, type KeyPair } from "../cipher.ts";
-import { DecryptStream } from "../_decrypt_stream.ts";
-import { Fault, FrameFaultStream } from "../_fault.ts";
-import { RecordDecoderStream } from "../_record.ts";
+
 import { HandshakeState } from "../handshake.ts";
 import type { CloseInfo } from "../connection.ts";
 import { HandshakeError, ProtocolError, RefusedError, TimeoutError } from "../errors.ts";

@@ -1,4 +1,5 @@
 // Copyright 2026 the aesm authors. MIT license.
+import { Fault, RecordDecoderStream } from "./_stages.ts";
 import { concat } from "../_bytes.ts";
 import assert from "node:assert/strict";
 import {
@@ -7,12 +8,10 @@ import {
   OversizeError,
   RECORD_HEADER_LENGTH,
   RecordBatcher,
-  RecordDecoderStream,
   type RecordEvent,
   RecordType,
   START_HEADER_LENGTH,
 } from "../_record.ts";
-import { Fault } from "../_fault.ts";
 import { ProtocolError } from "../errors.ts";
 
 type Bytes = Uint8Array<ArrayBuffer>;

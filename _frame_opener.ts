@@ -1,13 +1,12 @@
 // Copyright 2026 the aesm authors. MIT license.
 /**
- * The read side's decryption stage: transport frames in, plaintexts out.
- * Private.
+ * The read side's decryption stage: transport frames in, plaintexts out,
+ * several at once, in order. Private.
  *
  * @module
  */
 
 import type { Bytes } from "./_bytes.ts";
-import { Fault } from "./_fault.ts";
 import { TAGLEN } from "./_primitives.ts";
 import type { CipherState } from "./cipher.ts";
 import { ProtocolError } from "./errors.ts";
@@ -91,28 +90,4 @@ function check(frame: Frame): ProtocolError | undefined {
     return new ProtocolError("Cannot decrypt frame: shorter than its tag");
   }
   return undefined;
-}
-
-/**
- * {@linkcode FrameOpener} as a stream stage. Errors travel in band: a
- * failure becomes a `Fault` after every plaintext before it, and a `Fault`
- * from upstream passes through; after a `Fault` the stage drops its input.
- */
-export class DecryptStream extends TransformStream<Frame | Fault, Bytes | Fault> {
-  constructor(cipher: CipherState) {
-    const opener = new FrameOpener(cipher);
-    let faulted = false;
-    super({
-      async transform(input, controller) {
-        if (faulted) return;
-        const { plaintexts, error } = input instanceof Fault
-          ? { plaintexts: [], error: input.error }
-          : await opener.open([input]);
-        for (const plaintext of plaintexts) if (plaintext.length > 0) controller.enqueue(plaintext);
-        if (error === undefined) return;
-        faulted = true;
-        controller.enqueue(new Fault(error));
-      },
-    });
-  }
 }
