@@ -7,7 +7,7 @@
 
 import { assertBytes, type Bytes, copy } from "./_bytes.ts";
 import { generateKeyPair, type KeyPair, keyPairFromPrivateKey } from "./cipher.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE } from "./connection.ts";
+import { type ConnectionOptions, DEFAULT_MAX_MESSAGE_SIZE } from "./connection.ts";
 
 /** The application name both sides use when none is given. */
 export const DEFAULT_APPLICATION_NAME = "aesm";
@@ -92,12 +92,20 @@ export interface CommonConfig {
 }
 
 /** Checks the options servers and clients share. */
-export function commonConfig(options: {
-  applicationName?: string;
-  psk?: Uint8Array;
-  maxMessageSize?: number;
-  handshakeTimeout?: number;
-}): CommonConfig {
+export function commonConfig(
+  options: ConnectionOptions & {
+    applicationName?: string;
+    psk?: Uint8Array;
+    handshakeTimeout?: number;
+  },
+): CommonConfig {
+  // The connection's own limits take their defaults later; a bad one is the
+  // caller's mistake, told at construction rather than on first use.
+  for (
+    const name of ["writeHighWaterMark", "rekeyAfterBytes", "closeTimeout", "writeTimeout"] as const
+  ) {
+    positive(options[name], name, 1);
+  }
   return {
     applicationName: checkApplicationName(options.applicationName),
     psk: checkPsk(options.psk),

@@ -506,6 +506,23 @@ Deno.test("ClientNetwork rejects bad options with TypeError or RangeError", () =
   assert.throws(() => new ClientNetwork(HOST, 1, { applicationName: "" }), TypeError);
 });
 
+Deno.test("ClientNetwork and ServerNetwork reject bad connection limits with a RangeError", () => {
+  for (const name of ["writeHighWaterMark", "rekeyAfterBytes", "closeTimeout", "writeTimeout"]) {
+    for (const value of [0, -1, 1.5, Number.NaN]) {
+      assert.throws(
+        () => new ClientNetwork(HOST, 1, { [name]: value }),
+        RangeError,
+        `${name}: ${value}`,
+      );
+      assert.throws(
+        () => new ServerNetwork(HOST, 0, { [name]: value }),
+        RangeError,
+        `${name}: ${value}`,
+      );
+    }
+  }
+});
+
 Deno.test("ClientNetwork reports a server killed without a close as truncated or reset, not clean", async () => {
   await using child = new Subprocess(`
     import { ServerNetwork } from ${JSON.stringify(new URL("../server.ts", import.meta.url).href)};
