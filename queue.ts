@@ -203,7 +203,7 @@ export class PacketQueue implements AsyncIterable<Packet> {
   }
 
   #push(packet: Packet, size: number): Promise<void> | undefined {
-    const entry: Entry<Packet> = { packet, size, taken: false, detach: (e) => this.#detach(e) };
+    const entry: Entry<Packet> = { packet, size, taken: false, detach: this.#detachEntry };
     if (this.#queue.hasWaiter) {
       entry.taken = true;
       this.#queue.push(entry);
@@ -226,6 +226,9 @@ export class PacketQueue implements AsyncIterable<Packet> {
     this.#release();
     if (this.length === 0) this.#onEmpty?.();
   }
+
+  // One function for every entry of this queue, not a closure per packet.
+  #detachEntry = (entry: Entry<Packet>): void => this.#detach(entry);
 
   #detach(entry: Entry<Packet>): void {
     this.#queue.removeEnd(entry);
