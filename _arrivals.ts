@@ -8,7 +8,7 @@
  */
 
 import { AsyncQueue } from "./_async_queue.ts";
-import { abortable } from "./_internal.ts";
+import { Waiters } from "./_abort.ts";
 
 /** A packet's place in the queues. */
 export interface Entry<P> {
@@ -29,7 +29,7 @@ const COMPACT_MIN = 256;
 export class Arrivals<P> {
   #queue = new AsyncQueue<Entry<P>>();
   #live = 0;
-  #arrived: PromiseWithResolvers<void> | undefined;
+  #arrived = new Waiters();
 
   get length(): number {
     return this.#live;
@@ -50,16 +50,12 @@ export class Arrivals<P> {
   /** Waits until an entry is live, without taking it; `false` once closed with none. */
   async wait(signal?: AbortSignal): Promise<boolean> {
     signal?.throwIfAborted();
-    while (this.#live === 0 && !this.#queue.closed) {
-      this.#arrived ??= Promise.withResolvers<void>();
-      await abortable(this.#arrived.promise, signal);
-    }
+    while (this.#live === 0 && !this.#queue.closed) await this.#arrived.wait(signal);
     return this.#live > 0;
   }
 
   #wake(): void {
-    this.#arrived?.resolve();
-    this.#arrived = undefined;
+    this.#arrived.wake();
   }
 
   /** Notes that `entry` was taken through its connection's queue. */

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { abortable } from "./_internal.ts";
+import { Waiters } from "./_abort.ts";
 
 interface Waiter<T> {
   resolve(value: T | undefined): void;
@@ -25,7 +25,7 @@ export class AsyncQueue<T> {
   #head = 0;
   #waiters: Waiter<T>[] = [];
   #closed = false;
-  #arrived: PromiseWithResolvers<void> | undefined;
+  #arrived = new Waiters();
 
   get length(): number {
     return this.#items.length - this.#head;
@@ -57,16 +57,12 @@ export class AsyncQueue<T> {
   /** Waits until an item is queued, without taking it; `false` once closed and empty. */
   async wait(signal?: AbortSignal): Promise<boolean> {
     if (signal?.aborted) throw signal.reason;
-    while (this.length === 0 && !this.#closed) {
-      this.#arrived ??= Promise.withResolvers<void>();
-      await abortable(this.#arrived.promise, signal);
-    }
+    while (this.length === 0 && !this.#closed) await this.#arrived.wait(signal);
     return this.length > 0;
   }
 
   #wake(): void {
-    this.#arrived?.resolve();
-    this.#arrived = undefined;
+    this.#arrived.wake();
   }
 
   shift(): T | undefined {

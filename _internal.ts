@@ -48,15 +48,3 @@ export const internals: {
   openConnection?: (init: ConnectionInit) => Connection;
   writerOf?: (log: ActivityLog) => ActivityWriter;
 } = {};
-
-/** Resolves or rejects like `promise`, or rejects with `signal.reason` on abort. */
-export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return promise;
-  signal.throwIfAborted();
-  const { promise: aborted, reject } = Promise.withResolvers<never>();
-  const onAbort = () => reject(signal.reason);
-  signal.addEventListener("abort", onAbort, { once: true });
-  return Promise.race([promise, aborted]).finally(() =>
-    signal.removeEventListener("abort", onAbort)
-  );
-}

@@ -81,7 +81,7 @@ export const DEFAULT_ACTIVITY_LIMIT = 10_000;
  * await server.accept();
  * assert.equal(server.activity.length, 1);
  * assert.equal(server.activity.dropped, 1);
- * assert.equal(server.activity.next()?.address, second.localAddress);
+ * assert.equal(server.activity.take()?.address, second.localAddress);
  * ```
  */
 export class ActivityLog implements AsyncIterable<ActivityRecord> {
@@ -102,7 +102,8 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
    * @param limit The most unread records kept; {@linkcode DEFAULT_ACTIVITY_LIMIT} if omitted.
    * @throws {RangeError} If `limit` is not a positive integer.
    */
-  constructor(limit: number = DEFAULT_ACTIVITY_LIMIT) {
+  constructor(limit?: number) {
+    limit ??= DEFAULT_ACTIVITY_LIMIT;
     if (!Number.isSafeInteger(limit) || limit < 1) {
       throw new RangeError(
         `Cannot create activity log: limit must be a positive integer, got ${limit}`,
@@ -126,8 +127,23 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
    *
    * @returns The record, or `undefined` if there is none.
    */
-  next(): ActivityRecord | undefined {
+  take(): ActivityRecord | undefined {
     return this.#queue.shift();
+  }
+
+  /**
+   * Takes the oldest unread record, waiting for one, as an async iterator's
+   * `next()`: `{ value, done: false }`, or `{ value: undefined, done: true }`
+   * once the server has stopped and the log is read. To take a record without
+   * waiting, use {@linkcode ActivityLog.take}.
+   *
+   * @param options A signal to stop waiting.
+   * @returns The iterator result.
+   * @throws {unknown} `options.signal.reason` if the signal aborts.
+   */
+  async next(options?: ReceiveOptions): Promise<IteratorResult<ActivityRecord, undefined>> {
+    const record = await this.receive(options);
+    return record === undefined ? { value: undefined, done: true } : { value: record, done: false };
   }
 
   /**
@@ -147,8 +163,8 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
    * @returns The record, or `undefined` once the server has stopped and the log is read.
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
-  receive(options: ReceiveOptions = {}): Promise<ActivityRecord | undefined> {
-    return this.#queue.receive(options.signal);
+  receive(options?: ReceiveOptions): Promise<ActivityRecord | undefined> {
+    return this.#queue.receive(options?.signal);
   }
 
   /**
@@ -158,8 +174,8 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
    * @returns Whether a record is unread: `false` once the server has stopped with none left.
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
-  wait(options: ReceiveOptions = {}): Promise<boolean> {
-    return this.#queue.wait(options.signal);
+  wait(options?: ReceiveOptions): Promise<boolean> {
+    return this.#queue.wait(options?.signal);
   }
 
   /** Takes records as they come, until the server stops and the log is read. */

@@ -54,7 +54,8 @@ import {
   positive,
 } from "./_config.ts";
 import { encodeRefuse, establishServer, withDeadline } from "./_establish.ts";
-import { abortable, type ActivityWriter, internals } from "./_internal.ts";
+import { abortable } from "./_abort.ts";
+import { type ActivityWriter, internals } from "./_internal.ts";
 import { closeQuietly, sendAndClose } from "./_socket.ts";
 import { ActivityLog, type ActivityRecord, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
@@ -231,7 +232,7 @@ export class Connections implements Iterable<Connection> {
    * @returns The record, or `undefined` if there is none.
    */
   activity(): ActivityRecord | undefined {
-    return this.#activity.next();
+    return this.#activity.take();
   }
 
   /**
@@ -275,7 +276,7 @@ export class Connections implements Iterable<Connection> {
  * await using client = await ClientNetwork.connect({ hostname: "127.0.0.1", port: server.port });
  * const connection = await server.accept();
  * assert.equal(connection.address, client.localAddress);
- * const record = server.activity.next();
+ * const record = server.activity.take();
  * assert.deepEqual([record?.event, record?.address], ["connected", client.localAddress]);
  * assert.deepEqual(record?.publicKey, client.publicKey);
  * ```

@@ -94,7 +94,7 @@ Deno.test("ActivityLog keeps records in order across connect, refuse and disconn
   assert.equal(server.activity.length, 0);
 });
 
-Deno.test("ActivityLog.at() looks without taking, next() takes, and connections.activity() is next()", async () => {
+Deno.test("ActivityLog.at() looks without taking, take() takes, and connections.activity() is take()", async () => {
   await using server = await ServerNetwork.listen({ hostname: HOST, port: 0 });
   await using a = await ClientNetwork.connect({ hostname: HOST, port: server.port });
   await server.accept(bounded());
@@ -106,8 +106,8 @@ Deno.test("ActivityLog.at() looks without taking, next() takes, and connections.
   assert.equal(server.activity.at(2), undefined);
   assert.equal(server.activity.length, 2);
   assert.equal(server.connections.activity()?.address, a.localAddress);
-  assert.equal(server.activity.next()?.address, b.localAddress);
-  assert.equal(server.activity.next(), undefined);
+  assert.equal(server.activity.take()?.address, b.localAddress);
+  assert.equal(server.activity.take(), undefined);
   assert.equal(server.connections.activity(), undefined);
 });
 
@@ -155,8 +155,8 @@ Deno.test("ActivityLog drops the oldest unread records past activityLimit and co
     }
     assert.equal(server.activity.length, 2);
     assert.equal(server.activity.dropped, 1);
-    assert.equal(server.activity.next()?.address, clients[1].localAddress);
-    assert.equal(server.activity.next()?.address, clients[2].localAddress);
+    assert.equal(server.activity.take()?.address, clients[1].localAddress);
+    assert.equal(server.activity.take()?.address, clients[2].localAddress);
   } finally {
     await Promise.all(clients.map((client) => client.close()));
   }
