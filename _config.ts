@@ -22,7 +22,12 @@ export function positive(
   max = Number.MAX_SAFE_INTEGER,
 ): number {
   if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1 || value > max) {
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `Cannot use option ${name}: expected an integer from 1 to ${max}, got ${describe(value)}`,
+    );
+  }
+  if (!Number.isSafeInteger(value) || value < 1 || value > max) {
     throw new RangeError(
       `Cannot use option ${name}: expected an integer from 1 to ${max}, got ${value}`,
     );
@@ -32,16 +37,32 @@ export function positive(
 
 /** Checks a port number. */
 export function checkPort(port: unknown): number {
-  if (typeof port !== "number" || !Number.isInteger(port) || port < 0 || port > 65535) {
+  if (typeof port !== "number") {
+    throw new TypeError(
+      `Cannot use port: expected an integer from 0 to 65535, got ${describe(port)}` +
+        (typeof port === "string" ? " (convert it with Number())" : ""),
+    );
+  }
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new RangeError(`Cannot use port: expected an integer from 0 to 65535, got ${port}`);
   }
   return port;
 }
 
+/** Names a wrong value for an error message: its type, and its text if short. */
+export function describe(value: unknown): string {
+  if (typeof value === "string") return `the string ${JSON.stringify(value.slice(0, 40))}`;
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === "object") return `an object (${value.constructor?.name ?? "Object"})`;
+  return `${typeof value} ${String(value)}`;
+}
+
 /** Checks a hostname. */
 export function checkHostname(hostname: unknown): string {
   if (typeof hostname !== "string" || hostname === "") {
-    throw new TypeError("Cannot use hostname: expected a non-empty string");
+    throw new TypeError(
+      `Cannot use hostname: expected a non-empty string, got ${describe(hostname)}`,
+    );
   }
   return hostname;
 }

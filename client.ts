@@ -23,7 +23,7 @@
 import { checkHostname, checkPort, commonConfig, loadKeyPair } from "./_config.ts";
 import { establishClient, withDeadline } from "./_establish.ts";
 import { closeQuietly } from "./_socket.ts";
-import { ConnectionClosedError } from "./errors.ts";
+import { ConnectError, ConnectionClosedError } from "./errors.ts";
 import { internals } from "./_internal.ts";
 import { assertBytes, copy } from "./_bytes.ts";
 import type { KeyPair } from "./cipher.ts";
@@ -140,7 +140,8 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * @throws {HandshakeError} If the handshake fails; an `AuthenticationError` if authentication
    * does.
    * @throws {TimeoutError} If it takes longer than `handshakeTimeout`.
-   * @throws {Deno.errors.ConnectionRefused} If nothing listens at the address.
+   * @throws {ConnectError} If the TCP connect fails: nothing listens at the address
+   * (`code` `"ECONNREFUSED"`), or the host cannot be reached.
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   static async connect(options: ClientOptions): Promise<ClientNetwork> {
@@ -318,6 +319,8 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
           hostname: config.hostname,
           port: config.port,
           signal: deadline,
+        }).catch((error) => {
+          throw deadline.aborted ? error : connectError(error, config.hostname, config.port);
         });
         deadline.throwIfAborted();
         conn.setNoDelay(true);
@@ -334,4 +337,13 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       throw error;
     }
   }
+}
+
+function connectError(error: unknown, hostname: string, port: number): ConnectError {
+  const address = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+  const code = (error as { code?: string }).code ?? (error as Error).name ?? "ERROR";
+  const hint = code === "ECONNREFUSED"
+    ? "connection refused (is a server listening there?)"
+    : (error as Error).message ?? String(error);
+  return new ConnectError(`Cannot connect to ${address}: ${hint}`, { code, address, cause: error });
 }

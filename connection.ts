@@ -44,8 +44,7 @@ import {
   TimeoutError,
 } from "./errors.ts";
 import { encodeFrameHeader, FrameType } from "./framing.ts";
-import type { Packet, PacketQueue, ReceiveOptions } from "./queue.ts";
-import "./queue.ts"; // Registers the queue internals this module uses.
+import { Packet, type PacketQueue, type ReceiveOptions } from "./queue.ts";
 
 /**
  * Default {@linkcode ConnectionOptions.maxMessageSize}: 16 MiB.
@@ -135,7 +134,8 @@ export interface CloseOptions {
    */
   reason?: "normal" | "shutdown";
   /**
-   * A short UTF-8 explanation sent with it (cut to 256 bytes).
+   * A short explanation sent with it: at most 256 bytes of UTF-8 go to the
+   * peer, cut before the character that would cross that limit.
    *
    * @default {""}
    */
@@ -143,6 +143,7 @@ export interface CloseOptions {
 }
 
 const DEPTH = 4;
+let nextId = 1;
 const MAX_CLOSE_MESSAGE = 256;
 const encoder = new TextEncoder();
 const RESOLVED = Promise.resolve();
@@ -174,6 +175,11 @@ const RESOLVED = Promise.resolve();
  * ```
  */
 export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
+  /**
+   * A number no other connection of this process has: tells apart two
+   * connections that came from the same address in turn.
+   */
+  readonly id: number = nextId++;
   /** The peer's address, `host:port` (`[::1]:port` for IPv6). */
   readonly address: string;
   /** This side's address, `host:port`. */
@@ -312,12 +318,12 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
    * @param options The reason and message for the peer.
    * @returns How the connection ended.
    */
-  close(options: CloseOptions = {}): Promise<CloseInfo> {
+  close(options?: CloseOptions): Promise<CloseInfo> {
     if (this.#state === "open") {
-      const reason = options.reason ?? "normal";
+      const reason = options?.reason ?? "normal";
       this.#shutdown(
         { reason, clean: true, by: "local", message: "closed by this side" },
-        options.message ?? "",
+        options?.message ?? "",
       );
     }
     return this.closed;
@@ -389,10 +395,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #onRecord(event: RecordEvent): Promise<void> | undefined {
     if (event.kind === "message") {
       if (this.#state === "closed") return undefined;
-      return this.#sink.push(
-        { time: event.time, data: event.data, address: this.address },
-        event.size,
-      );
+      return this.#sink.push(new Packet(event.time, event.data, this), event.size);
     }
     const name = (Object.entries(CloseCode).find(([, code]) => code === event.code)?.[0] ??
       "normal") as CloseCodeName;
@@ -426,7 +429,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
 
   #queueClose(reason: CloseReason, message: string): void {
     const code = (CloseCode as Record<string, number>)[reason] ?? CloseCode["internal-error"];
-    const text = encoder.encode(message).subarray(0, MAX_CLOSE_MESSAGE);
+    const text = utf8Prefix(encoder.encode(message), MAX_CLOSE_MESSAGE);
     const body = new Uint8Array(1 + text.length);
     body[0] = code;
     body.set(text, 1);
@@ -648,6 +651,14 @@ export function formatAddress(addr: Deno.Addr): string {
   return addr.hostname.includes(":")
     ? `[${addr.hostname}]:${addr.port}`
     : `${addr.hostname}:${addr.port}`;
+}
+
+/** The longest prefix of UTF-8 `bytes` of at most `max` bytes that ends on a character boundary. */
+function utf8Prefix(bytes: Uint8Array<ArrayBuffer>, max: number): Uint8Array<ArrayBuffer> {
+  if (bytes.length <= max) return bytes;
+  let end = max;
+  while (end > 0 && (bytes[end] & 0xc0) === 0x80) end--; // A continuation byte: back up.
+  return bytes.subarray(0, end);
 }
 
 /** How a read-side end maps to a close reason, who caused it, and whether to tell the peer. */

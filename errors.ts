@@ -203,7 +203,14 @@ export class ProtocolError extends Error {
 }
 
 /**
- * An operation ran out of time: a connect, a handshake, a write the peer did not read.
+ * An operation ran out of time: a connect, a handshake (`handshakeTimeout`),
+ * a write the peer did not read (`writeTimeout`).
+ *
+ * Not to be confused with the `DOMException` named `"TimeoutError"` that an
+ * `AbortSignal.timeout(ms)` you pass as `signal` rejects with: aesm passes
+ * your signal's reason through unchanged. `error instanceof TimeoutError`
+ * (this class) or `error.code === "ETIMEDOUT"` is true only for aesm's own
+ * timeouts; `error.name === "TimeoutError"` is true for both.
  *
  * @example A server that never answers the handshake
  * ```ts
@@ -214,11 +221,22 @@ export class ProtocolError extends Error {
  * const { port } = listener.addr;
  * await assert.rejects(
  *   ClientNetwork.connect({ hostname: "127.0.0.1", port, handshakeTimeout: 200 }),
- *   TimeoutError,
+ *   (error) => error instanceof TimeoutError && error.code === "ETIMEDOUT",
  * );
+ * // Your own signal's timeout is the signal's reason, not aesm's TimeoutError:
+ * const error = await ClientNetwork.connect({
+ *   hostname: "127.0.0.1",
+ *   port,
+ *   signal: AbortSignal.timeout(200),
+ * }).catch((error) => error);
+ * assert.ok(error instanceof DOMException && !(error instanceof TimeoutError));
+ * assert.equal(error.name, "TimeoutError");
  * ```
  */
 export class TimeoutError extends Error {
+  /** Always `"ETIMEDOUT"`: tells aesm's timeouts apart from an aborted signal's reason. */
+  readonly code = "ETIMEDOUT";
+
   /**
    * Creates the error.
    *
@@ -232,7 +250,52 @@ export class TimeoutError extends Error {
 }
 
 /**
- * A message is larger than the receiving side accepts. A caller sees it as a `RangeError`.
+ * Connecting failed before the handshake could start: nothing listens at the
+ * address (`code` `"ECONNREFUSED"`), the host is unreachable, the name does
+ * not resolve. `cause` holds the runtime's error; `address` the address
+ * tried. Worth retrying later, unlike a {@linkcode RefusedError}.
+ *
+ * @example No server at the address
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientNetwork, ConnectError } from "@aesm/aesm";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const { port } = listener.addr;
+ * listener.close(); // Nothing listens there now.
+ * const error = await ClientNetwork.connect({ hostname: "127.0.0.1", port })
+ *   .catch((error) => error);
+ * assert.ok(error instanceof ConnectError);
+ * assert.equal(error.code, "ECONNREFUSED");
+ * assert.equal(error.address, `127.0.0.1:${port}`);
+ * assert.ok(error.cause instanceof Deno.errors.ConnectionRefused);
+ * ```
+ */
+export class ConnectError extends Error {
+  /** The system's error code, such as `"ECONNREFUSED"`, or the runtime error's name. */
+  readonly code: string;
+  /** The address connected to, `host:port`. */
+  readonly address: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param message A sentence for people.
+   * @param options The code, the address, and the runtime's error as `cause`.
+   */
+  constructor(message: string, options: ErrorOptions & { code: string; address: string }) {
+    super(message, options);
+    this.name = "ConnectError";
+    this.code = options.code;
+    this.address = options.address;
+  }
+}
+
+/**
+ * A message is larger than the receiving side accepts: its `maxMessageSize`,
+ * which it announced in the handshake. The receiver raises it with its own
+ * `maxMessageSize` option; the sender cannot. A caller sees it as a
+ * `RangeError`.
  *
  * @example Sending more than the server accepts
  * ```ts
@@ -261,7 +324,10 @@ export class MessageTooLargeError extends RangeError {
    * @param limit The largest size accepted.
    */
   constructor(size: number, limit: number) {
-    super(`Cannot send message: ${size} bytes exceeds the limit of ${limit} bytes`);
+    super(
+      `Cannot send message: ${size} bytes exceeds the receiver's maxMessageSize of ${limit} bytes ` +
+        "(the receiving side raises it with its maxMessageSize option; or split the message)",
+    );
     this.name = "MessageTooLargeError";
     this.size = size;
     this.limit = limit;

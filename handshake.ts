@@ -7,7 +7,7 @@
  * @example An XX handshake between two in-memory peers
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateKeyPair, HandshakeState } from "@aesm/aesm";
+ * import { generateKeyPair, HandshakeState } from "@aesm/aesm/noise";
  *
  * const protocolName = "Noise_XX_25519_AESGCM_SHA256";
  * const alice = await HandshakeState.create({
@@ -286,7 +286,7 @@ export interface TransportCiphers {
  * @example A psk handshake, then transport messages
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateKeyPair, HandshakeState } from "@aesm/aesm";
+ * import { generateKeyPair, HandshakeState } from "@aesm/aesm/noise";
  *
  * const psk = crypto.getRandomValues(new Uint8Array(32));
  * const protocolName = "Noise_XXpsk3_25519_AESGCM_SHA256";

@@ -25,15 +25,112 @@
 import { AsyncQueue } from "./_async_queue.ts";
 import type { Arrivals, Entry } from "./_arrivals.ts";
 import { internals } from "./_internal.ts";
+import type { Connection } from "./connection.ts";
 
-/** A received message. */
-export interface Packet {
+const decoder = new TextDecoder("utf-8", { fatal: true });
+const encoder = new TextEncoder();
+
+/**
+ * A received message: when it was sent, what it holds, and the connection it
+ * came on. Reply with `packet.connection.send(...)` (or
+ * `server.sendTo(data, packet)`): that reaches the sender even when another
+ * connection later comes from the same address.
+ *
+ * @example Reading a packet as text, bytes or JSON, and replying
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientNetwork, ServerNetwork } from "@aesm/aesm";
+ *
+ * await using server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0 });
+ * await using client = await ClientNetwork.connect({ hostname: "127.0.0.1", port: server.port });
+ * await client.send(JSON.stringify({ move: "e4" }));
+ * const packet = (await server.receive())!;
+ * assert.equal(packet.isText, true);
+ * assert.deepEqual(packet.json(), { move: "e4" });
+ * assert.deepEqual(packet.bytes(), new TextEncoder().encode('{"move":"e4"}'));
+ * assert.deepEqual(packet.publicKey, client.publicKey);
+ * await packet.connection.send("ok");
+ * assert.equal((await client.receive())?.text(), "ok");
+ * ```
+ */
+export class Packet {
   /** When the sender sent it: milliseconds since the Unix epoch, by the sender's clock. */
   readonly time: number;
-  /** The message: a string if it was sent as one, else bytes. */
+  /** The message: a string if it was sent as one, else bytes. See `text()`, `bytes()`, `json()`. */
   readonly data: string | Uint8Array<ArrayBuffer>;
-  /** The remote address it came from, `host:port` (`[::1]:port` for IPv6). */
+  /**
+   * The remote address it came from, `host:port` (`[::1]:port` for IPv6). Two
+   * connections can share one address in turn; `connection` tells them apart.
+   */
   readonly address: string;
+  #connection: Connection;
+
+  /**
+   * Makes a packet. Connections make them; there is no need to call this.
+   *
+   * @param time The sender's send time, in milliseconds since the Unix epoch.
+   * @param data The message.
+   * @param connection The connection it arrived on.
+   */
+  constructor(time: number, data: string | Uint8Array<ArrayBuffer>, connection: Connection) {
+    this.time = time;
+    this.data = data;
+    this.address = connection.address;
+    this.#connection = connection;
+  }
+
+  /** The connection it arrived on: reply with `packet.connection.send(...)`. */
+  get connection(): Connection {
+    return this.#connection;
+  }
+
+  /** The sender's static public key, as proven in its handshake. */
+  get publicKey(): Uint8Array<ArrayBuffer> {
+    return this.#connection.remotePublicKey;
+  }
+
+  /** Whether it was sent as a string (then `data` is a string). */
+  get isText(): boolean {
+    return typeof this.data === "string";
+  }
+
+  /**
+   * The message as a string: the text sent, or bytes decoded as UTF-8.
+   *
+   * @returns The text.
+   * @throws {TypeError} If the message is bytes that are not valid UTF-8.
+   */
+  text(): string {
+    if (typeof this.data === "string") return this.data;
+    try {
+      return decoder.decode(this.data);
+    } catch (error) {
+      throw new TypeError("Cannot read packet as text: its bytes are not valid UTF-8", {
+        cause: error,
+      });
+    }
+  }
+
+  /**
+   * The message as bytes: the bytes sent, or the text encoded as UTF-8.
+   *
+   * @returns The bytes (the packet's own for a binary message: copy before changing them).
+   */
+  bytes(): Uint8Array<ArrayBuffer> {
+    return typeof this.data === "string" ? encoder.encode(this.data) : this.data;
+  }
+
+  /**
+   * The message parsed as JSON (from its text).
+   *
+   * @typeParam T The type you expect; nothing checks it.
+   * @returns The parsed value.
+   * @throws {SyntaxError} If the text is not JSON.
+   * @throws {TypeError} If the message is bytes that are not valid UTF-8.
+   */
+  json<T = unknown>(): T {
+    return JSON.parse(this.text());
+  }
 }
 
 /** Options of {@linkcode PacketQueue}. */
@@ -120,8 +217,8 @@ export class PacketQueue implements AsyncIterable<Packet> {
    * @param options The high-water mark; {@linkcode DEFAULT_HIGH_WATER_MARK} if omitted.
    * @throws {RangeError} If `highWaterMark` is not a positive integer.
    */
-  constructor(options: PacketQueueOptions = {}) {
-    const highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
+  constructor(options?: PacketQueueOptions) {
+    const highWaterMark = options?.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
     if (!Number.isSafeInteger(highWaterMark) || highWaterMark < 1) {
       throw new RangeError(
         `Cannot create queue: highWaterMark must be a positive integer, got ${highWaterMark}`,
@@ -174,8 +271,8 @@ export class PacketQueue implements AsyncIterable<Packet> {
    * @returns The packet, or `undefined` once the connection has ended and the queue is empty.
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
-  async receive(options: ReceiveOptions = {}): Promise<Packet | undefined> {
-    const entry = await this.#queue.receive(options.signal);
+  async receive(options?: ReceiveOptions): Promise<Packet | undefined> {
+    const entry = await this.#queue.receive(options?.signal);
     if (entry === undefined) return undefined;
     if (!entry.taken) this.#taken(entry, true);
     return entry.packet;
@@ -189,8 +286,8 @@ export class PacketQueue implements AsyncIterable<Packet> {
    * empty.
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
-  wait(options: ReceiveOptions = {}): Promise<boolean> {
-    return this.#queue.wait(options.signal);
+  wait(options?: ReceiveOptions): Promise<boolean> {
+    return this.#queue.wait(options?.signal);
   }
 
   /** Takes packets as they arrive, until the connection ends and the queue is empty. */

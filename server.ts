@@ -50,6 +50,7 @@ import {
   checkPort,
   type CommonConfig,
   commonConfig,
+  describe,
   loadKeyPair,
   positive,
 } from "./_config.ts";
@@ -59,15 +60,9 @@ import { type ActivityWriter, internals } from "./_internal.ts";
 import { closeQuietly, sendAndClose } from "./_socket.ts";
 import { ActivityLog, type ActivityRecord, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
-import {
-  type CloseInfo,
-  type Connection,
-  type ConnectionOptions,
-  formatAddress,
-} from "./connection.ts";
-import { MessageTooLargeError, type RefuseReason, TimeoutError } from "./errors.ts";
-import type { Packet, ReceiveOptions } from "./queue.ts";
-import "./queue.ts"; // Registers the queue internals this module uses.
+import { type CloseInfo, Connection, type ConnectionOptions, formatAddress } from "./connection.ts";
+import { type RefuseReason, TimeoutError } from "./errors.ts";
+import { Packet, type ReceiveOptions } from "./queue.ts";
 
 export type { ActivityRecord } from "./activity.ts";
 
@@ -132,15 +127,21 @@ export interface ServerOptions extends ConnectionOptions {
   tcpBacklog?: number;
 }
 
-let newConnections: (
-  table: Map<string, Connection>,
-  arrivals: Arrivals<Packet>,
-  activity: ActivityLog,
-) => Connections;
+let resolveTarget: (connections: Connections, to: SendTarget) => Connection;
+let newConnections: (arrivals: Arrivals<Packet>, activity: ActivityLog) => {
+  connections: Connections;
+  add(connection: Connection): void;
+  remove(connection: Connection): void;
+};
 
 /**
- * The server's connections, keyed by remote address, and the server-wide
- * view of their packets in arrival order.
+ * The server's connections and the server-wide view of their packets in
+ * arrival order. A connection is listed from its handshake until it has
+ * closed and its last packet was taken.
+ *
+ * Two counts, not to be confused: `size` is how many connections are
+ * listed, `length` how many packets wait across them (the original's
+ * `len(connections)`).
  *
  * @example Taking packets across connections in arrival order
  * ```ts
@@ -159,71 +160,94 @@ let newConnections: (
  * await fromB.data.wait();
  * assert.deepEqual([server.connections.size, server.connections.length], [2, 2]);
  * assert.ok(server.connections.has(b.localAddress));
+ * assert.equal(server.connections.get(fromB.id), fromB);
  * assert.equal(server.connections.getDataOrdinal(false)?.data, "two");
  * assert.equal(server.connections.getDataOrdinal()?.data, "one");
  * ```
  */
 export class Connections implements Iterable<Connection> {
-  #table: Map<string, Connection>;
+  #byId = new Map<number, Connection>();
+  #byAddress = new Map<string, Connection[]>();
   #arrivals: Arrivals<Packet>;
   #activity: ActivityLog;
 
   static {
-    newConnections = (table, arrivals, activity) => new Connections(table, arrivals, activity);
+    newConnections = (arrivals, activity) => {
+      const connections = new Connections(arrivals, activity);
+      return {
+        connections,
+        add: (connection) => connections.#add(connection),
+        remove: (connection) => connections.#remove(connection),
+      };
+    };
+    resolveTarget = (connections, to) => {
+      if (to instanceof Packet) return to.connection;
+      if (typeof to === "string") return connections.#only(to);
+      if (to instanceof Connection) return to;
+      if (typeof to !== "number") {
+        throw new TypeError(
+          "Cannot send message: expected a connection, a packet, a connection id or an " +
+            `address, got ${describe(to)}`,
+        );
+      }
+      const connection = connections.#byId.get(to);
+      if (connection === undefined) {
+        throw new RangeError(`Cannot send message: no connection with id ${to} is listed`);
+      }
+      return connection;
+    };
   }
 
-  private constructor(
-    table: Map<string, Connection>,
-    arrivals: Arrivals<Packet>,
-    activity: ActivityLog,
-  ) {
-    this.#table = table;
+  private constructor(arrivals: Arrivals<Packet>, activity: ActivityLog) {
     this.#arrivals = arrivals;
     this.#activity = activity;
   }
 
-  /** How many connections are listed: open ones, and closed ones with packets left. */
+  /** How many connections are listed (open ones, and closed ones with packets left); not packets. */
   get size(): number {
-    return this.#table.size;
+    return this.#byId.size;
   }
 
-  /** How many packets wait across all connections. */
+  /** How many packets wait across all connections (the original's `len()`); not connections. */
   get length(): number {
     return this.#arrivals.length;
   }
 
   /**
-   * The connection from `address`.
+   * The connection with this id, or from this address.
    *
-   * @param address `host:port`, as in a packet's `address`.
+   * @param key A connection's `id`, or an address `host:port` as in a packet's
+   * `address`. When connections from one address are listed at once (an
+   * earlier one closed with packets left, a later one open), an address
+   * gives the earliest.
    * @returns The connection, or `undefined`.
    */
-  get(address: string): Connection | undefined {
-    return this.#table.get(address);
+  get(key: number | string): Connection | undefined {
+    return typeof key === "number" ? this.#byId.get(key) : this.#byAddress.get(key)?.[0];
   }
 
   /**
-   * Whether a connection from `address` is listed.
+   * Whether a connection with this id, or from this address, is listed.
    *
-   * @param address `host:port`, as in a packet's `address`.
+   * @param key A connection's `id`, or an address `host:port`.
    * @returns Whether it is listed.
    */
-  has(address: string): boolean {
-    return this.#table.has(address);
+  has(key: number | string): boolean {
+    return this.get(key) !== undefined;
   }
 
-  /** The listed connections. */
+  /** The listed connections, oldest first. */
   [Symbol.iterator](): IterableIterator<Connection> {
-    return this.#table.values();
+    return this.#byId.values();
   }
 
   /**
-   * The listed addresses.
+   * The addresses of the listed connections, each once.
    *
    * @returns The addresses, `host:port`.
    */
   addresses(): string[] {
-    return [...this.#table.keys()];
+    return [...this.#byAddress.keys()];
   }
 
   /**
@@ -239,10 +263,11 @@ export class Connections implements Iterable<Connection> {
    * Takes the oldest (or newest) packet across all connections.
    *
    * @param oldToNew Take the oldest when true, the newest when false.
+   * @default {true}
    * @returns The packet, or `undefined` if none waits.
    */
-  getDataOrdinal(oldToNew: boolean = true): Packet | undefined {
-    return this.#arrivals.take(oldToNew);
+  getDataOrdinal(oldToNew?: boolean): Packet | undefined {
+    return this.#arrivals.take(oldToNew ?? true);
   }
 
   /**
@@ -252,9 +277,59 @@ export class Connections implements Iterable<Connection> {
    * @returns Whether a packet waits: `false` once the server has stopped with none left.
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
-  wait(options: ReceiveOptions = {}): Promise<boolean> {
-    return this.#arrivals.wait(options.signal);
+  wait(options?: ReceiveOptions): Promise<boolean> {
+    return this.#arrivals.wait(options?.signal);
   }
+
+  /**
+   * The one connection an address names, for sending to it.
+   *
+   * @throws {RangeError} If none, or more than one, is listed from it.
+   */
+  #only(address: string): Connection {
+    const listed = this.#byAddress.get(address);
+    if (listed === undefined) {
+      throw new RangeError(`Cannot send message: no connection from ${address}`);
+    }
+    if (listed.length > 1) {
+      throw new RangeError(
+        `Cannot send message: ${listed.length} connections from ${address} are listed; ` +
+          "reply with packet.connection.send() or name the connection or its id",
+      );
+    }
+    return listed[0];
+  }
+
+  #add(connection: Connection): void {
+    this.#byId.set(connection.id, connection);
+    const listed = this.#byAddress.get(connection.address);
+    if (listed === undefined) this.#byAddress.set(connection.address, [connection]);
+    else listed.push(connection);
+  }
+
+  #remove(connection: Connection): void {
+    if (this.#byId.get(connection.id) !== connection) return;
+    this.#byId.delete(connection.id);
+    const listed = this.#byAddress.get(connection.address)!;
+    if (listed.length === 1) this.#byAddress.delete(connection.address);
+    else listed.splice(listed.indexOf(connection), 1);
+  }
+}
+
+/**
+ * Where {@linkcode ServerNetwork.sendTo} sends: a connection, the packet to
+ * answer (its connection), a connection's `id`, or an address `host:port`.
+ */
+export type SendTarget = Connection | Packet | number | string;
+
+/** What {@linkcode ServerNetwork.broadcast} did with one message. */
+export interface BroadcastResult {
+  /** How many connections the message was queued for. */
+  readonly sent: number;
+  /** Open connections skipped because the message exceeds their `maxMessageSize`. */
+  readonly tooLarge: readonly Connection[];
+  /** Connections that closed before the message could be queued for them. */
+  readonly failed: readonly Connection[];
 }
 
 /**
@@ -292,7 +367,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   #listener: Deno.TcpListener;
   #options: ServerOptions;
   #arrivals = new Arrivals<Packet>();
-  #table = new Map<string, Connection>();
+  #table: { add(connection: Connection): void; remove(connection: Connection): void };
   #log: ActivityWriter;
   #accepted = new AsyncQueue<Connection>();
   #keyPair: KeyPair | undefined;
@@ -318,8 +393,9 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   constructor(
     hostname: string,
     port: number,
-    options: Omit<ServerOptions, "hostname" | "port"> = {},
+    options?: Omit<ServerOptions, "hostname" | "port">,
   ) {
+    options ??= {};
     this.#options = options;
     this.#config = commonConfig(options);
     this.#maxConnections = positive(options.maxConnections, "maxConnections", 1024);
@@ -328,13 +404,15 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     this.activity = new ActivityLog(
       positive(options.activityLimit, "activityLimit", DEFAULT_ACTIVITY_LIMIT),
     );
-    this.connections = newConnections(this.#table, this.#arrivals, this.activity);
+    const table = newConnections(this.#arrivals, this.activity);
+    this.connections = table.connections;
+    this.#table = table;
     this.#log = internals.writerOf!(this.activity);
-    this.#listener = Deno.listen({
-      hostname: checkHostname(hostname),
-      port: checkPort(port),
-      tcpBacklog: positive(options.tcpBacklog, "tcpBacklog", 1024),
-    });
+    this.#listener = listen(
+      checkHostname(hostname),
+      checkPort(port),
+      positive(options.tcpBacklog, "tcpBacklog", 1024),
+    );
     this.ready = loadKeyPair(options.keyPair).then((pair) => void (this.#keyPair = pair));
     this.ready.catch(() => this.#listener.close());
     this.#acceptLoop = this.#accept();
@@ -347,10 +425,10 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * @returns The listening server.
    * @throws {TypeError} If an option has the wrong type.
    * @throws {RangeError} If a number is out of range.
-   * @throws {Deno.errors.AddrInUse} If the port is taken.
+   * @throws {Deno.errors.AddrInUse} If the port is taken (the message names the address).
    */
-  static async listen(options: ServerOptions = {}): Promise<ServerNetwork> {
-    const server = new ServerNetwork(options.hostname ?? "127.0.0.1", options.port ?? 0, options);
+  static async listen(options?: ServerOptions): Promise<ServerNetwork> {
+    const server = new ServerNetwork(options?.hostname ?? "127.0.0.1", options?.port ?? 0, options);
     await server.ready;
     return server;
   }
@@ -385,17 +463,21 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   /**
    * Takes the next connection that completed its handshake and was not yet
    * accepted, waiting for one. Up to `maxConnections` unaccepted connections
-   * are kept; older ones are only in `connections`.
+   * are kept; older ones are only in `connections`. A connection that ended
+   * before it was accepted is skipped, unless packets still wait on it (then
+   * it comes with `isClosed` true: read its packets, do not send).
    *
    * @param options A signal to stop waiting.
    * @returns The connection.
    * @throws {TypeError} If the server has stopped.
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
-  async accept(options: ReceiveOptions = {}): Promise<Connection> {
-    const connection = await this.#accepted.receive(options.signal);
-    if (connection === undefined) throw new TypeError("Cannot accept: the server has stopped");
-    return connection;
+  async accept(options?: ReceiveOptions): Promise<Connection> {
+    while (true) {
+      const connection = await this.#accepted.receive(options?.signal);
+      if (connection === undefined) throw new TypeError("Cannot accept: the server has stopped");
+      if (!connection.isClosed || connection.data.length > 0) return connection;
+    }
   }
 
   /**
@@ -405,8 +487,8 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * @returns The packet, or `undefined` once the server has stopped and every packet was taken.
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
-  receive(options: ReceiveOptions = {}): Promise<Packet | undefined> {
-    return this.#arrivals.receive(options.signal);
+  receive(options?: ReceiveOptions): Promise<Packet | undefined> {
+    return this.#arrivals.receive(options?.signal);
   }
 
   /** Takes packets from every connection in arrival order, until the server stops. */
@@ -422,38 +504,54 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * Sends a message to one connection.
    *
    * @param data A string or bytes.
-   * @param address The connection's remote address, `host:port`.
-   * @throws {RangeError} If no connection has that address.
+   * @param to The connection: itself, the packet to answer, its `id`, or its address `host:port`.
+   * @throws {RangeError} If no listed connection matches, or an address matches several (two
+   * connections from one address in turn: name the connection or reply to the packet).
    * @throws {TypeError} If `data` is neither a string nor a `Uint8Array`.
    * @throws {MessageTooLargeError} If it exceeds that peer's limit.
    * @throws {ConnectionClosedError} If that connection is closed.
    */
-  async sendTo(data: string | Uint8Array, address: string): Promise<void> {
-    const connection = this.connections.get(address);
-    if (connection === undefined) {
-      throw new RangeError(`Cannot send message: no connection from ${address}`);
-    }
-    await connection.send(data);
+  async sendTo(data: string | Uint8Array, to: SendTarget): Promise<void> {
+    await resolveTarget(this.connections, to).send(data);
   }
 
   /**
-   * Sends a message to every open connection.
+   * Sends a message to every open connection (the original's `sendAll`). A
+   * connection whose peer accepts no message that large is skipped, not
+   * failed: the others still get it; {@linkcode ServerNetwork.broadcast}
+   * says which were skipped.
    *
    * @param data A string or bytes.
-   * @returns How many connections it was sent to.
+   * @returns How many connections it was queued for.
    * @throws {TypeError} If `data` is neither a string nor a `Uint8Array`.
-   * @throws {MessageTooLargeError} If it exceeds any peer's limit; then it goes to none.
    */
   async sendAll(data: string | Uint8Array): Promise<number> {
+    return (await this.broadcast(data)).sent;
+  }
+
+  /**
+   * Sends a message to every open connection, and says what happened to each.
+   *
+   * @param data A string or bytes.
+   * @returns How many got it, which were skipped (message over their `maxMessageSize`) and which
+   * closed first.
+   * @throws {TypeError} If `data` is neither a string nor a `Uint8Array`.
+   */
+  async broadcast(data: string | Uint8Array): Promise<BroadcastResult> {
     if (typeof data !== "string" && !(data instanceof Uint8Array)) {
       throw new TypeError("Cannot send message: expected a string or a Uint8Array");
     }
-    const open = [...this.connections].filter((connection) => !connection.isClosed);
-    const size = typeof data === "string" ? new TextEncoder().encode(data).length : data.length;
-    const limit = Math.min(...open.map((connection) => connection.peerMaxMessageSize));
-    if (size > limit) throw new MessageTooLargeError(size, limit);
-    const results = await Promise.allSettled(open.map((connection) => connection.send(data)));
-    return results.filter((result) => result.status === "fulfilled").length;
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    const tooLarge: Connection[] = [];
+    const targets: Connection[] = [];
+    for (const connection of this.connections) {
+      if (connection.isClosed) continue;
+      if (bytes.length > connection.peerMaxMessageSize) tooLarge.push(connection);
+      else targets.push(connection);
+    }
+    const results = await Promise.allSettled(targets.map((connection) => connection.send(data)));
+    const failed = targets.filter((_, i) => results[i].status === "rejected");
+    return { sent: targets.length - failed.length, tooLarge, failed };
   }
 
   /**
@@ -542,7 +640,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       const queue = internals.feedingQueue!(
         this.#options,
         this.#arrivals,
-        () => this.#forget(address, connection),
+        () => this.#table.remove(connection),
       );
       connection = internals.openConnection!({
         conn,
@@ -561,7 +659,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       this.#refuse(address, reason, (error as Error).message ?? String(error));
       return;
     }
-    this.#table.set(address, connection);
+    this.#table.add(connection);
     // Connections nobody accepts stay reachable through `connections`; the
     // accept queue keeps only the newest, so it cannot grow without bound.
     if (this.#accepted.length >= this.#maxConnections) this.#accepted.shift();
@@ -583,13 +681,9 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       : true;
   }
 
-  #forget(address: string, connection: Connection): void {
-    if (this.#table.get(address) === connection) this.#table.delete(address);
-  }
-
   #onClose(connection: Connection, info: CloseInfo): void {
     this.#active--;
-    if (connection.data.length === 0) this.#forget(connection.address, connection);
+    if (connection.data.length === 0) this.#table.remove(connection);
     this.#log.add({
       address: connection.address,
       accepted: true,
@@ -616,4 +710,18 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
 
 function keyId(key: Uint8Array): string {
   return Array.from(key, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+function listen(hostname: string, port: number, tcpBacklog: number): Deno.TcpListener {
+  try {
+    return Deno.listen({ hostname, port, tcpBacklog });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    const address = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+    throw new Deno.errors.AddrInUse(
+      `Cannot listen on ${address}: the address is in use (another server?); ` +
+        "stop it, or pick another port (0 picks a free one)",
+      { cause: error },
+    );
+  }
 }

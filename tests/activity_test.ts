@@ -168,3 +168,19 @@ Deno.test("new ActivityLog() rejects a limit that is not a positive integer", ()
   assert.equal(new ActivityLog().length, 0);
   assert.equal(new ActivityLog().dropped, 0);
 });
+
+Deno.test("ActivityLog.next() is an async iterator's next(): a result that is done once the server stops", async () => {
+  const server = await ServerNetwork.listen({ hostname: HOST, port: 0 });
+  const client = await ClientNetwork.connect({ hostname: HOST, port: server.port });
+  const result = await server.activity.next(bounded());
+  assert.equal(result.done, false);
+  assert.equal(result.value?.event, "connected");
+  await client.close();
+  await server.stop();
+  const rest = [];
+  for (let r = await server.activity.next(); !r.done; r = await server.activity.next()) {
+    rest.push(r.value.event);
+  }
+  assert.deepEqual(rest, ["disconnected"]);
+  assert.deepEqual(await server.activity.next(), { value: undefined, done: true });
+});

@@ -5,6 +5,7 @@ import { ClientNetwork } from "../client.ts";
 import type { CloseInfo } from "../connection.ts";
 import {
   AuthenticationError,
+  ConnectError,
   ConnectionClosedError,
   HandshakeError,
   MessageTooLargeError,
@@ -317,7 +318,7 @@ Deno.test("Connection.send() from the server over the client's maxMessageSize th
   const connection = await server.accept(bounded());
   assert.equal(connection.peerMaxMessageSize, 10);
   await assert.rejects(connection.send("01234567890"), MessageTooLargeError);
-  await assert.rejects(server.sendAll(new Uint8Array(11)), RangeError);
+  assert.equal(await server.sendAll(new Uint8Array(11)), 0); // Skipped, not sent, not thrown.
   assert.equal(await server.sendAll("0123456789"), 1);
   assert.equal((await client.receive(bounded()))?.data, "0123456789");
 });
@@ -574,4 +575,38 @@ Deno.test("ClientNetwork.close() during the handshake ends the connect instead o
     `close() waited for the handshake to time out: ${info.error}`,
   );
   await rejection(client.ready, "the abandoned connect");
+});
+
+Deno.test("ClientNetwork.connect() with nothing listening rejects with ConnectError ECONNREFUSED, the cause kept", async () => {
+  const listener = Deno.listen({ hostname: HOST, port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  const error = await rejection(ClientNetwork.connect({ hostname: HOST, port }), "connect");
+  assert.ok(error instanceof ConnectError);
+  assert.equal(error.code, "ECONNREFUSED");
+  assert.equal(error.address, `${HOST}:${port}`);
+  assert.match(error.message, /^Cannot connect to 127\.0\.0\.1:\d+: connection refused/);
+  assert.ok(error.cause instanceof Deno.errors.ConnectionRefused);
+  const original = new ClientNetwork(HOST, port);
+  await assert.rejects(original.ready, ConnectError);
+  assert.equal((await original.closed).reason, "aborted");
+});
+
+Deno.test("handshakeTimeout rejects with aesm's TimeoutError, a signal's timeout with the signal's own reason", async () => {
+  using listener = Deno.listen({ hostname: HOST, port: 0 }); // Plain TCP: never answers.
+  const { port } = listener.addr;
+  const ours = await rejection(
+    ClientNetwork.connect({ hostname: HOST, port, handshakeTimeout: 100 }),
+    "the handshake timeout",
+  );
+  assert.ok(ours instanceof TimeoutError);
+  assert.equal((ours as TimeoutError).code, "ETIMEDOUT");
+  const signal = AbortSignal.timeout(100);
+  const theirs = await rejection(
+    ClientNetwork.connect({ hostname: HOST, port, signal }),
+    "the signal's timeout",
+  );
+  assert.equal(theirs, signal.reason);
+  assert.ok(theirs instanceof DOMException && theirs.name === "TimeoutError");
+  assert.ok(!(theirs instanceof TimeoutError));
 });

@@ -291,3 +291,25 @@ Deno.test("Connection.close() without a message does not tell the peer it closed
   assert.equal(remote.by, "remote");
   assert.doesNotMatch(remote.message, /this side/, `the server was told: "${remote.message}"`);
 });
+
+for (const [name, character] of [["2-byte", "é"], ["3-byte", "€"], ["4-byte", "😀"]] as const) {
+  Deno.test(`Connection.close() cuts a long message on a character boundary (${name} characters)`, async () => {
+    await using server = await ServerNetwork.listen({ hostname: HOST, port: 0 });
+    await using client = await ClientNetwork.connect({ hostname: HOST, port: server.port });
+    const connection = await server.accept(bounded());
+    // ASCII bytes first, as many as put byte 256 inside a character of this width.
+    const width = new TextEncoder().encode(character).length;
+    const prefix = "x".repeat(width === 3 ? 2 : 1);
+    const message = prefix + character.repeat(200);
+    const info = await within(connection.close({ message }), "the close");
+    assert.equal(info.clean, true);
+    const seen = await within(client.closed, "the client to see the close");
+    assert.deepEqual([seen.reason, seen.clean], ["normal", true]);
+    const bytes = new TextEncoder().encode(seen.message).length;
+    assert.equal(
+      seen.message,
+      prefix + character.repeat(Math.floor((256 - prefix.length) / width)),
+    );
+    assert.ok(bytes <= 256);
+  });
+}

@@ -244,3 +244,34 @@ Deno.test("new PacketQueue() rejects a highWaterMark that is not a positive inte
   assert.throws(() => new PacketQueue({ highWaterMark: 1.5 }), RangeError);
   assert.equal(new PacketQueue().length, 0);
 });
+
+Deno.test("Packet.text(), bytes() and json() read a message either way it was sent", async () => {
+  await using server = await ServerNetwork.listen({ hostname: HOST, port: 0 });
+  await using client = await ClientNetwork.connect({ hostname: HOST, port: server.port });
+  await client.send('{"n":1}');
+  await client.send(new TextEncoder().encode('{"n":2}'));
+  await client.send(new Uint8Array([0xff, 0xfe]));
+  const text = (await server.receive(bounded()))!;
+  const bytes = (await server.receive(bounded()))!;
+  const binary = (await server.receive(bounded()))!;
+  assert.deepEqual([text.isText, bytes.isText], [true, false]);
+  assert.equal(text.text(), '{"n":1}');
+  assert.deepEqual(text.bytes(), new TextEncoder().encode('{"n":1}'));
+  assert.deepEqual(text.json(), { n: 1 });
+  assert.equal(bytes.text(), '{"n":2}');
+  assert.deepEqual(bytes.json<{ n: number }>().n, 2);
+  assert.deepEqual(binary.bytes(), new Uint8Array([0xff, 0xfe]));
+  assert.throws(
+    () => binary.text(),
+    (error) => error instanceof TypeError && /not valid UTF-8/.test(error.message),
+  );
+  assert.throws(() => binary.json(), TypeError);
+  const notJson = (await (async () => {
+    await client.send("not json");
+    return await server.receive(bounded());
+  })())!;
+  assert.throws(() => notJson.json(), SyntaxError);
+  // The packet's own fields stay plain data: JSON gives time, data and address only.
+  assert.deepEqual(Object.keys(JSON.parse(JSON.stringify(text))), ["time", "data", "address"]);
+  assert.equal(text.connection.address, client.localAddress);
+});
