@@ -87,7 +87,11 @@ export interface ClientOptions extends ConnectionOptions {
  * ```
  */
 export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
-  /** The packets received, oldest first (the original's `retrieved`). */
+  /**
+   * The packets received, oldest first (the original's `retrieved`). The
+   * same queue as `client.connection.data` (a server's connection calls its
+   * queue `data`, as the original did).
+   */
   readonly retrieved: PacketQueue;
   /** Resolves once connected; rejects with why connecting failed. */
   readonly ready: Promise<void>;
@@ -109,8 +113,9 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   constructor(
     hostname: string,
     port: number,
-    options: Omit<ClientOptions, "hostname" | "port"> = {},
+    options?: Omit<ClientOptions, "hostname" | "port">,
   ) {
+    options ??= {};
     const config = {
       hostname: checkHostname(hostname),
       port: checkPort(port),

@@ -190,7 +190,10 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   readonly handshakeHash: Uint8Array<ArrayBuffer>;
   /** The largest message the peer accepts. */
   readonly peerMaxMessageSize: number;
-  /** The packets received, oldest first (the original's `data`). */
+  /**
+   * The packets received, oldest first (the original's `data`; a client's
+   * `retrieved` is this same queue).
+   */
   readonly data: PacketQueue;
   /** Resolves once the connection has ended, with why. Never rejects. */
   readonly closed: Promise<CloseInfo>;

@@ -182,8 +182,8 @@ export class FrameDecoderStream extends TransformStream<Uint8Array, Frame> {
    *
    * @param options Whether a preamble comes first.
    */
-  constructor(options: FrameDecoderStreamOptions = {}) {
-    const parser = new FrameParser(options.preambleLength ?? 0);
+  constructor(options?: FrameDecoderStreamOptions) {
+    const parser = new FrameParser(options?.preambleLength ?? 0);
     super({
       transform: (chunk, controller) => parser.push(chunk, (frame) => controller.enqueue(frame)),
       flush: () => parser.end(),

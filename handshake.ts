@@ -415,7 +415,8 @@ export class HandshakeState {
    * @throws {RangeError} If the message would exceed {@linkcode MAX_MESSAGE_LENGTH} bytes; the
    * state is unchanged.
    */
-  async writeMessage(payload: Uint8Array = EMPTY): Promise<Uint8Array<ArrayBuffer>> {
+  async writeMessage(payload?: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
+    payload ??= EMPTY;
     assertBytes(payload, "payload");
     this.#checkTurn("write", true);
     return await this.#transaction(async () => {

@@ -2,15 +2,17 @@
 // A small chat. The server relays each line to every other member; members
 // share a pre-shared key, so only they can join.
 //
-//   deno run -A examples/chat.ts server [port] [seconds]
-//   deno run -A examples/chat.ts join [port] [name]     (type lines; Ctrl-D leaves)
+//   head -c 32 /dev/urandom > chat.psk        (once; give the file to every member)
+//   AESM_CHAT_PSK_FILE=chat.psk deno run -A examples/chat.ts server [port] [seconds]
+//   AESM_CHAT_PSK_FILE=chat.psk deno run -A examples/chat.ts join [port] [name]
 //
-// The psk comes from the AESM_CHAT_PSK environment variable (64 hex digits);
-// without it a fixed demo key is used, which is fine on loopback only.
+// The psk comes from the file named by AESM_CHAT_PSK_FILE (32 bytes), or from
+// AESM_CHAT_PSK (64 hex digits). There is no built-in key: a key in the source
+// is a key everyone has.
 
-import { ClientNetwork, ServerNetwork } from "./_demo_deps.ts";
+import { ClientNetwork, fromHex, ServerNetwork } from "./_demo_deps.ts";
 
-const psk = pskFromEnv();
+const psk = await loadPsk();
 const [mode = "server", portArg = "7071", third] = Deno.args;
 const port = Number(portArg);
 
@@ -23,11 +25,15 @@ if (mode === "server") {
     psk,
   });
   console.log(`chat server on ${server.address} for ${seconds} s`);
-  setTimeout(() => server.stop(), seconds * 1000);
+  const timer = setTimeout(() => server.stop(), seconds * 1000);
   for await (const packet of server) {
-    const others = server.connections.addresses().filter((address) => address !== packet.address);
-    await Promise.allSettled(others.map((address) => server.sendTo(`${packet.data}`, address)));
+    for (const member of server.connections) {
+      if (member === packet.connection || member.isClosed) continue;
+      // Not awaited: one member that stops reading must not hold up the room.
+      member.send(packet.text()).catch(() => {});
+    }
   }
+  clearTimeout(timer);
 } else {
   const name = third ?? "guest";
   await using client = await ClientNetwork.connect({
@@ -38,7 +44,7 @@ if (mode === "server") {
   });
   console.log(`joined as ${name}; type a line to send it`);
   const printing = (async () => {
-    for await (const packet of client) console.log(packet.data);
+    for await (const packet of client) console.log(packet.text());
   })();
   const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream());
   let pending = "";
@@ -51,8 +57,16 @@ if (mode === "server") {
   await printing;
 }
 
-function pskFromEnv(): Uint8Array<ArrayBuffer> {
-  const hex = Deno.env.get("AESM_CHAT_PSK") ?? "61".repeat(32);
-  if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new TypeError("AESM_CHAT_PSK must be 64 hex digits");
-  return new Uint8Array(hex.match(/../g)!.map((byte) => parseInt(byte, 16)));
+async function loadPsk(): Promise<Uint8Array<ArrayBuffer>> {
+  const file = Deno.env.get("AESM_CHAT_PSK_FILE");
+  const hex = Deno.env.get("AESM_CHAT_PSK");
+  const psk = file ? await Deno.readFile(file) : hex ? fromHex(hex) : undefined;
+  if (psk?.length === 32) return psk;
+  console.error(
+    psk === undefined
+      ? "Cannot start chat: set AESM_CHAT_PSK_FILE to a file of 32 random bytes " +
+        "(head -c 32 /dev/urandom > chat.psk) or AESM_CHAT_PSK to 64 hex digits"
+      : `Cannot start chat: the psk must be 32 bytes, got ${psk.length}`,
+  );
+  Deno.exit(2);
 }

@@ -1,6 +1,7 @@
 // Copyright 2026 the aesm authors. MIT license.
-// An echo server: every message comes back to its sender. Stops after a
-// time limit (default 60 s) or Ctrl-C.
+// An echo server: every message goes back to its sender. Prints its address
+// and public key (give the key to echo_client.ts to pin this server). Stops
+// after a time limit (default 60 s) or at once on Ctrl-C.
 //
 //   deno run -A examples/echo_server.ts [port] [seconds]
 
@@ -8,17 +9,14 @@ import { ServerNetwork, toHex } from "./_demo_deps.ts";
 
 const port = Number(Deno.args[0] ?? 7070);
 const seconds = Number(Deno.args[1] ?? 60);
-const signal = AbortSignal.any([AbortSignal.timeout(seconds * 1000), interrupted()]);
 
 await using server = await ServerNetwork.listen({
   hostname: "127.0.0.1",
   port,
   applicationName: "echo",
 });
-console.log(
-  `echo server on ${server.address} for ${seconds} s, public key ${toHex(server.publicKey)}`,
-);
-signal.addEventListener("abort", () => server.stop(), { once: true });
+console.log(`echo server on ${server.address}, public key ${toHex(server.publicKey)}`);
+stopOnInterruptOrAfter(seconds, () => server.stop());
 
 const log = (async () => {
   for await (const record of server.activity) {
@@ -27,16 +25,17 @@ const log = (async () => {
 })();
 
 for await (const packet of server) {
-  await server.sendTo(packet.data, packet.address).catch((error) => console.error(error.message));
+  await packet.connection.send(packet.data).catch((error) => console.error(error.message));
 }
 await log;
 
-function interrupted(): AbortSignal {
-  const controller = new AbortController();
-  const stop = () => controller.abort();
-  Deno.addSignalListener("SIGINT", stop);
-  controller.signal.addEventListener("abort", () => Deno.removeSignalListener("SIGINT", stop), {
-    once: true,
-  });
-  return controller.signal;
+/** Calls `stop` on Ctrl-C or after `seconds`, whichever comes first, and leaves no timer behind. */
+function stopOnInterruptOrAfter(seconds: number, stop: () => void): void {
+  const done = () => {
+    clearTimeout(timer);
+    Deno.removeSignalListener("SIGINT", done);
+    stop();
+  };
+  const timer = setTimeout(done, seconds * 1000);
+  Deno.addSignalListener("SIGINT", done);
 }

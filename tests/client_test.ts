@@ -610,3 +610,9 @@ Deno.test("handshakeTimeout rejects with aesm's TimeoutError, a signal's timeout
   assert.ok(theirs instanceof DOMException && theirs.name === "TimeoutError");
   assert.ok(!(theirs instanceof TimeoutError));
 });
+
+Deno.test("ClientNetwork.retrieved is the same queue as its connection's data", async () => {
+  await using server = await ServerNetwork.listen({ hostname: HOST, port: 0 });
+  await using client = await ClientNetwork.connect({ hostname: HOST, port: server.port });
+  assert.equal(client.retrieved, client.connection.data);
+});
