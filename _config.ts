@@ -88,8 +88,25 @@ export function checkMaxMessageSize(value: number | undefined): number {
   return positive(value, "maxMessageSize", DEFAULT_MAX_MESSAGE_SIZE, 0xffff_ffff);
 }
 
-/** Loads the given key pair (checking that its halves match) or makes one. */
-export async function loadKeyPair(keyPair: KeyPair | undefined): Promise<KeyPair> {
+/**
+ * Loads the given key pair (checking that its halves match), or the key file
+ * (made on first use), or makes a fresh pair.
+ */
+export async function loadKeyPair(
+  keyPair: KeyPair | undefined,
+  keyFile?: string | URL,
+): Promise<KeyPair> {
+  if (keyFile !== undefined) {
+    if (keyPair !== undefined) {
+      throw new TypeError("Cannot use keyPair and keyFile together: give one of them");
+    }
+    if (typeof keyFile !== "string" && !(keyFile instanceof URL)) {
+      throw new TypeError(`Cannot use keyFile: expected a path, got ${describe(keyFile)}`);
+    }
+    // Loaded on demand: a browser build never reaches the file system code.
+    const { loadKeyFile } = await import("./key_file.ts");
+    return await loadKeyFile(keyFile);
+  }
   if (keyPair === undefined) return await generateKeyPair();
   if (typeof keyPair !== "object" || keyPair === null) {
     throw new TypeError("Cannot use keyPair: expected { publicKey, privateKey }");

@@ -48,6 +48,12 @@ export interface ClientOptions extends ConnectionOptions {
   applicationName?: string;
   /** The client's static key pair; generated when absent. */
   keyPair?: KeyPair;
+  /**
+   * A key file holding the client's static key pair (made, mode 0600, if
+   * missing): a stable identity for servers that allow listed keys. Not with
+   * `keyPair`.
+   */
+  keyFile?: string | URL;
   /** A 32-byte pre-shared key; the server must have the same one. */
   psk?: Uint8Array;
   /** The server's public key: any other is refused with an `AuthenticationError`. */
@@ -310,10 +316,14 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       handshakeTimeout: number;
       serverPublicKey: Uint8Array<ArrayBuffer> | undefined;
     },
-    options: ConnectionOptions & { keyPair?: KeyPair; signal?: AbortSignal },
+    options: ConnectionOptions & {
+      keyPair?: KeyPair;
+      keyFile?: string | URL;
+      signal?: AbortSignal;
+    },
   ): Promise<void> {
     await Promise.resolve();
-    this.#keyPair = await loadKeyPair(options.keyPair);
+    this.#keyPair = await loadKeyPair(options.keyPair, options.keyFile);
     const signal = options.signal
       ? AbortSignal.any([options.signal, this.#cancel.signal])
       : this.#cancel.signal;

@@ -86,8 +86,18 @@ export interface ServerOptions extends ConnectionOptions {
    * @default {"aesm"}
    */
   applicationName?: string;
-  /** The server's static key pair; generated when absent. Share its public key for pinning. */
+  /**
+   * The server's static key pair; generated when absent (and then new on each
+   * start, so clients that pinned the old public key are refused: use
+   * `keyFile` to keep one). Share its public key for pinning.
+   */
   keyPair?: KeyPair;
+  /**
+   * A key file holding the server's static key pair: made (mode 0600) on the
+   * first start, loaded after, so the public key stays the same across
+   * restarts. Its format is in the `key-file` module. Not with `keyPair`.
+   */
+  keyFile?: string | URL;
   /** A 32-byte pre-shared key; clients must have the same one. */
   psk?: Uint8Array;
   /** Client public keys allowed in; others are refused with reason `"unauthorized"`. */
@@ -413,7 +423,9 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       checkPort(port),
       positive(options.tcpBacklog, "tcpBacklog", 1024),
     );
-    this.ready = loadKeyPair(options.keyPair).then((pair) => void (this.#keyPair = pair));
+    this.ready = loadKeyPair(options.keyPair, options.keyFile).then((pair) =>
+      void (this.#keyPair = pair)
+    );
     this.ready.catch(() => this.#listener.close());
     this.#acceptLoop = this.#accept();
   }
