@@ -66,6 +66,16 @@ import { Packet, type ReceiveOptions } from "./queue.ts";
 
 export type { ActivityRecord } from "./activity.ts";
 
+/** Options of {@linkcode Connections.wait}. */
+export interface WaitOptions extends ReceiveOptions {
+  /**
+   * Wake on unread activity records (joins, leaves, refusals) as well as on packets.
+   *
+   * @default {false}
+   */
+  activity?: boolean;
+}
+
 /** Options of {@linkcode ServerNetwork}. */
 export interface ServerOptions extends ConnectionOptions {
   /**
@@ -281,14 +291,58 @@ export class Connections implements Iterable<Connection> {
   }
 
   /**
-   * Waits until a packet is waiting on any connection, without taking it.
+   * Waits until a packet is waiting on any connection, without taking it;
+   * with `{ activity: true }`, until a packet or an unread activity record (a
+   * join, a leave, a refusal) is waiting, so that one loop can serve both
+   * without a timer.
    *
-   * @param options A signal to stop waiting.
-   * @returns Whether a packet waits: `false` once the server has stopped with none left.
+   * @param options A signal to stop waiting, and whether activity wakes the wait too.
+   * @returns Whether something waits: `false` once the server has stopped with nothing left.
    * @throws {unknown} `options.signal.reason` if the signal aborts.
+   *
+   * @example A seed-style loop: joins, leaves and messages, no timer
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { ClientNetwork, ServerNetwork } from "@aesm/aesm";
+   *
+   * const server = new ServerNetwork("127.0.0.1", 0);
+   * await server.ready;
+   * const client = new ClientNetwork("127.0.0.1", server.port);
+   * await client.sendData("hi");
+   * await client.stop();
+   * const seen: string[] = [];
+   * while (seen.length < 3 && await server.connections.wait({ activity: true })) {
+   *   for (let r = server.connections.activity(); r; r = server.connections.activity()) {
+   *     seen.push(r.event);
+   *   }
+   *   for (let p = server.connections.getDataOrdinal(); p; p = server.connections.getDataOrdinal()) {
+   *     seen.push(p.text());
+   *   }
+   * }
+   * assert.deepEqual(seen, ["connected", "hi", "disconnected"]);
+   * await server.stop();
+   * ```
    */
-  wait(options?: ReceiveOptions): Promise<boolean> {
-    return this.#arrivals.wait(options?.signal);
+  async wait(options?: WaitOptions): Promise<boolean> {
+    if (!options?.activity) return await this.#arrivals.wait(options?.signal);
+    const signal = options.signal;
+    signal?.throwIfAborted();
+    if (this.length > 0 || this.#activity.length > 0) return true;
+    // Whichever comes first; the other wait is aborted so that it leaves nothing behind.
+    // (Not AbortSignal.any: in Deno 2.9 a long-lived signal keeps every signal made from it.)
+    const both = new AbortController();
+    const onAbort = () => both.abort(signal!.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      await Promise.race([
+        this.#arrivals.wait(both.signal),
+        this.#activity.wait({ signal: both.signal }),
+      ]);
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      both.abort();
+    }
+    return this.length > 0 || this.#activity.length > 0;
   }
 
   /**

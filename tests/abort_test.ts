@@ -43,6 +43,8 @@ Deno.test("aborted waits on connections, a connection's queue and the activity l
   while (server.activity.take() !== undefined); // Nothing unread: every wait parks.
   const waits = {
     "connections.wait()": (options: { signal: AbortSignal }) => server.connections.wait(options),
+    "connections.wait({ activity: true })": (options: { signal: AbortSignal }) =>
+      server.connections.wait({ ...options, activity: true }),
     "connection.data.wait()": (options: { signal: AbortSignal }) => connection.data.wait(options),
     "activity.wait()": (options: { signal: AbortSignal }) => server.activity.wait(options),
   };

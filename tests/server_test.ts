@@ -589,3 +589,18 @@ Deno.test("ServerNetwork.publicKey throws a TypeError before the server is ready
   assert.equal(server.publicKey.length, 32);
   await server.stop();
 });
+
+Deno.test("connections.wait({ activity: true }) wakes on a join and a leave with no packet, and ends false after stop()", async () => {
+  const server = await ServerNetwork.listen({ hostname: HOST, port: 0 });
+  const waiting = server.connections.wait({ activity: true, ...bounded() });
+  const client = await ClientNetwork.connect({ hostname: HOST, port: server.port });
+  assert.equal(await waiting, true);
+  assert.equal(server.connections.length, 0, "woken by the join, not by a packet");
+  assert.equal(server.connections.activity()?.event, "connected");
+  const leaving = server.connections.wait({ activity: true, ...bounded() });
+  await client.close();
+  assert.equal(await leaving, true);
+  assert.equal(server.connections.activity()?.event, "disconnected");
+  await server.stop();
+  assert.equal(await server.connections.wait({ activity: true }), false);
+});
