@@ -43,8 +43,13 @@ import {
   ProtocolError,
   TimeoutError,
 } from "./errors.ts";
-import { encodeFrameHeader, FrameType } from "./framing.ts";
-import { Packet, type PacketQueue, type ReceiveOptions } from "./queue.ts";
+import { encodeFrameHeader, FRAME_HEADER_LENGTH, FrameType } from "./framing.ts";
+import {
+  DEFAULT_HIGH_WATER_MARK,
+  Packet,
+  type PacketQueue,
+  type ReceiveOptions,
+} from "./queue.ts";
 
 /**
  * Default {@linkcode ConnectionOptions.maxMessageSize}: 16 MiB.
@@ -94,7 +99,10 @@ export interface ConnectionOptions {
   /**
    * Milliseconds `close()` waits to flush and for the peer's close before it
    * cuts the connection, counted from the last bytes received: a peer still
-   * sending its last data is not cut off.
+   * sending its last data is not cut off. The whole close never takes more
+   * than twice this, and once this side's Close is sent it reads at most
+   * `highWaterMark` more bytes: a peer that ignores the Close cannot hold
+   * the connection open.
    *
    * @default {5000}
    */
@@ -204,6 +212,11 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #onClose: ((connection: Connection, info: CloseInfo) => void) | undefined;
   #batcher = new RecordBatcher();
   #writeHighWaterMark: number;
+  #highWaterMark: number;
+  // Bytes read since the connection began closing: bounded by #highWaterMark.
+  #readWhileClosing = 0;
+  #closingBacklog: Promise<void> | undefined;
+  #readPaused = false;
   #rekeyAfterBytes: number;
   #closeTimeout: number;
   #writeTimeout: number;
@@ -240,6 +253,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     this.handshakeHash = established.handshakeHash;
     this.peerMaxMessageSize = established.peerMaxMessageSize;
     this.#writeHighWaterMark = options.writeHighWaterMark ?? 1024 * 1024;
+    this.#highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
     this.#rekeyAfterBytes = options.rekeyAfterBytes ?? 2 ** 30;
     this.#closeTimeout = options.closeTimeout ?? 5000;
     this.#writeTimeout = options.writeTimeout ?? 30000;
@@ -365,8 +379,10 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     let failure: unknown;
     try {
       while (true) {
+        if (this.#readWhileClosing > this.#highWaterMark) await this.#pauseWhileClosing();
         const batch = await reader.read();
         this.#lastRead = performance.now();
+        if (this.#state !== "open") this.#countWhileClosing(batch.frames);
         const { plaintexts, error } = await opener.open(batch.frames);
         for (const plaintext of plaintexts) await this.#decode(decoder, plaintext);
         if (error !== undefined || batch.error !== undefined) throw error ?? batch.error;
@@ -390,9 +406,32 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #onRecords(events: RecordEvent[]): Promise<void> | undefined {
     let full: Promise<void> | undefined;
     for (const event of events) full = this.#onRecord(event) ?? full;
+    if (this.#state === "open") return full;
     // While closing, read on past the high-water mark: the peer only flushes
     // what it had accepted before our Close, and its Close must get through.
-    return this.#state === "open" ? full : undefined;
+    // But only for highWaterMark more bytes: past them a full queue stops
+    // reading again (before the next read, so that everything read is
+    // delivered), or a peer that ignores our Close could fill memory.
+    this.#closingBacklog = full;
+    return undefined;
+  }
+
+  // While paused here the peer is not silent, we are not listening: the
+  // close's idle timer waits, and only its absolute deadline runs. An honest
+  // peer's own close timeout then runs out first, so it reports the close as
+  // unclean rather than taking our final close for a confirmation.
+  async #pauseWhileClosing(): Promise<void> {
+    this.#readPaused = true;
+    try {
+      await this.#closingBacklog;
+    } finally {
+      this.#readPaused = false;
+      this.#lastRead = performance.now();
+    }
+  }
+
+  #countWhileClosing(frames: readonly { readonly body: Uint8Array }[]): void {
+    for (const frame of frames) this.#readWhileClosing += FRAME_HEADER_LENGTH + frame.body.length;
   }
 
   #onRecord(event: RecordEvent): Promise<void> | undefined {
@@ -455,11 +494,15 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     // The first closer gives up only when the peer has been silent for the
     // close timeout: while the peer's last data still arrives, its Close is
     // on the way, and cutting the connection then would lose data that the
-    // peer believes delivered.
+    // peer believes delivered. Trickled bytes cannot stretch it past the
+    // absolute deadline of twice the close timeout.
     let timer: ReturnType<typeof setTimeout>;
+    const deadline = performance.now() + 2 * this.#closeTimeout;
     const watch = () => {
-      const idle = performance.now() - this.#lastRead;
-      if (first && idle < this.#closeTimeout) timer = setTimeout(watch, this.#closeTimeout - idle);
+      const now = performance.now();
+      const idle = this.#readPaused ? 0 : now - this.#lastRead;
+      const wait = Math.min(this.#closeTimeout - idle, deadline - now);
+      if (first && wait > 0) timer = setTimeout(watch, wait);
       else this.#finish();
     };
     this.#lastRead = performance.now();
