@@ -917,8 +917,11 @@ function fitDescriptors(maxConnections: number | undefined, maxPending: number):
   if (wanted <= room) return wanted;
   if (maxConnections === undefined && room >= 1) return room;
   throw new RangeError(
-    `Cannot listen: maxConnections ${wanted} and maxPendingHandshakes ${maxPending} need ` +
-      `${wanted + 2 * maxPending + RESERVED_DESCRIPTORS} file descriptors, but the ` +
+    `Cannot listen: maxConnections ${maxConnections === undefined ? "(at least 1)" : wanted} ` +
+      `and maxPendingHandshakes ${maxPending} need ` +
+      `${
+        (maxConnections === undefined ? 1 : wanted) + 2 * maxPending + RESERVED_DESCRIPTORS
+      } file descriptors, but the ` +
       `open-file limit is ${limit}; raise it (ulimit -n) or lower them`,
   );
 }
