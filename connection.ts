@@ -22,6 +22,7 @@
  * @module
  */
 
+import type { ByteBudget } from "./_budget.ts";
 import { FrameOpener } from "./_frame_opener.ts";
 import { closeQuietly, writeAll } from "./_socket.ts";
 import type { Established } from "./_establish.ts";
@@ -215,6 +216,9 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #highWaterMark: number;
   // Bytes read since the connection began closing: bounded by #highWaterMark.
   #readWhileClosing = 0;
+  // Bytes of the message being assembled: they count against the mark and the budget.
+  #assembling = 0;
+  #budget: ByteBudget | undefined;
   #closingBacklog: Promise<void> | undefined;
   #readPaused = false;
   #rekeyAfterBytes: number;
@@ -245,6 +249,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     this.#conn = conn;
     this.#established = established;
     this.#onClose = init.onClose;
+    this.#budget = init.budget;
     this.data = queue;
     this.#sink = internals.sinkOf!(queue);
     this.address = formatAddress(conn.remoteAddr);
@@ -380,6 +385,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     try {
       while (true) {
         if (this.#readWhileClosing > this.#highWaterMark) await this.#pauseWhileClosing();
+        else await this.#roomToRead();
         const batch = await reader.read();
         this.#lastRead = performance.now();
         if (this.#state !== "open") this.#countWhileClosing(batch.frames);
@@ -396,11 +402,35 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
 
   async #decode(decoder: RecordDecoder, plaintext: Uint8Array<ArrayBuffer>): Promise<void> {
     const events: RecordEvent[] = [];
+    const before = decoder.pending;
     try {
       decoder.decode(plaintext, events);
     } finally {
+      this.#hold(decoder.pending - before);
       await this.#onRecords(events);
     }
+  }
+
+  // Waits, before a read, until the queue and the server-wide budget have
+  // room. A message being assembled counts against the high-water mark,
+  // except alone in an empty queue: it must complete before anyone can read.
+  async #roomToRead(): Promise<void> {
+    while (this.#state === "open") {
+      const queued = this.data.bytes;
+      let room: Promise<void>;
+      if (queued > 0 && queued + this.#assembling >= this.#highWaterMark) room = this.#sink.space();
+      else if (this.#budget?.admits(this, queued === 0 && this.#assembling > 0) === false) {
+        room = this.#budget.changed();
+      } else return;
+      await Promise.race([room, this.#readEnded.promise]);
+    }
+  }
+
+  #hold(bytes: number): void {
+    if (bytes === 0 || this.#state === "closed") return;
+    this.#assembling += bytes;
+    this.#budget?.add(bytes);
+    if (this.#assembling === 0) this.#budget?.settle(this);
   }
 
   #onRecords(events: RecordEvent[]): Promise<void> | undefined {
@@ -564,6 +594,9 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
       };
     }
     closeQuietly(this.#conn);
+    this.#budget?.add(-this.#assembling);
+    this.#budget?.settle(this);
+    this.#assembling = 0;
     this.#sink.close();
     this.#readEnded.resolve();
     const error = this.#closedError("send message");

@@ -44,6 +44,7 @@
  */
 
 import { Arrivals } from "./_arrivals.ts";
+import { ByteBudget } from "./_budget.ts";
 import { AsyncQueue } from "./_async_queue.ts";
 import {
   checkHostname,
@@ -67,6 +68,7 @@ import { Packet, type ReceiveOptions } from "./queue.ts";
 
 export type { ActivityRecord } from "./activity.ts";
 
+const DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024;
 // Descriptors kept for everything else a process opens (stdio, the listener, files).
 const RESERVED_DESCRIPTORS = 64;
 // Refusals decided at accept time, before any handshake, are cheap to cause in
@@ -166,6 +168,18 @@ export interface ServerOptions extends ConnectionOptions {
    * @default {256}
    */
   maxConnectionsPerAddress?: number;
+  /**
+   * Bytes of received messages held across all connections (queued, or
+   * being assembled) before connections pause reading: a server-wide bound
+   * under every connection's `highWaterMark`. Paused connections all resume
+   * once the application takes packets; nothing is dropped. Memory can pass
+   * it by one read per connection (256 KiB) and one message being finished
+   * (`maxMessageSize`). An application that reads some connections and never
+   * others can stall the ones it reads once the others fill this.
+   *
+   * @default {268435456}
+   */
+  maxQueuedBytes?: number;
   /**
    * Milliseconds a client has to complete the handshake.
    *
@@ -435,6 +449,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   #maxPendingHandshakes: number;
   #maxHandshakesPerAddress: number;
   #maxConnectionsPerAddress: number;
+  #budget: ByteBudget;
   #allowedKeys: Set<string> | undefined;
   #allowedHostnames: Set<string> | undefined;
   #connected = 0;
@@ -471,6 +486,9 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       128,
     );
     this.#maxConnections = fitDescriptors(options.maxConnections, this.#maxPendingHandshakes);
+    this.#budget = new ByteBudget(
+      positive(options.maxQueuedBytes, "maxQueuedBytes", DEFAULT_MAX_QUEUED_BYTES),
+    );
     this.#maxHandshakesPerAddress = positive(
       options.maxHandshakesPerAddress,
       "maxHandshakesPerAddress",
@@ -782,6 +800,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
         this.#options,
         this.#arrivals,
         () => this.#table.remove(connection),
+        this.#budget,
       );
       connection = internals.openConnection!({
         conn,
@@ -789,6 +808,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
         options: { ...this.#options, maxMessageSize: this.#config.maxMessageSize },
         queue,
         onClose: (closed, info) => this.#onClose(closed, info, host),
+        budget: this.#budget,
       });
     } catch (error) {
       this.#count(host, -1, slot.taken ? -1 : 0);
