@@ -666,7 +666,8 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * Stops the server: stops accepting, ends handshakes in progress, closes
    * every connection with an authenticated close after flushing what was
    * sent, and releases every socket and timer. Idempotent. Packets already
-   * received stay readable.
+   * received stay readable. Resolves within about twice `closeTimeout`
+   * (plus the 500 ms a refused socket lingers), whatever the peers do.
    */
   stop(): Promise<void> {
     this.#stopped ??= this.#stop();
