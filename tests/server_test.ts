@@ -618,3 +618,29 @@ Deno.test("ServerNetwork.publicKey throws a TypeError before the server is ready
   assert.equal(server.publicKey.length, 32);
   await server.stop();
 });
+
+Deno.test("ServerNetwork refuses with server-full a handshake that finishes after the last slot was taken", async () => {
+  await using server = await ServerNetwork.listen({ hostname: HOST, port: 0, maxConnections: 1 });
+  // Both are admitted (no connection yet); the first to finish takes the only slot.
+  const results = await within(
+    Promise.allSettled(
+      [0, 1].map(() => ClientNetwork.connect({ hostname: HOST, port: server.port })),
+    ),
+    "two clients at once",
+  );
+  const connected = results.filter((r) => r.status === "fulfilled");
+  const refused = results.filter((r) => r.status === "rejected");
+  assert.equal(connected.length, 1);
+  assert.equal(refused.length, 1);
+  const error = (refused[0] as PromiseRejectedResult).reason;
+  assert.ok(error instanceof RefusedError, `got ${error}`);
+  assert.equal(error.reason, "server-full");
+  assert.equal(server.connections.size, 1);
+  const record = await activityOf(server, "refused");
+  assert.equal(
+    record.message,
+    "Cannot accept client: server-full",
+    "refused at the slot, not at accept",
+  );
+  await (connected[0] as PromiseFulfilledResult<ClientNetwork>).value.close();
+});
