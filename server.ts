@@ -783,7 +783,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
 
   async #handshake(conn: Deno.TcpConn, address: string, host: string): Promise<void> {
     let connection: Connection;
-    const slot = { taken: false };
+    const slot = { taken: false, over: false };
     try {
       await abortable(this.ready, this.#stopping.signal);
       conn.setNoDelay(true);
@@ -812,6 +812,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
         budget: this.#budget,
       });
     } catch (error) {
+      slot.over = true; // An authorizer still running must not take a slot now.
       this.#count(host, -1, slot.taken ? -1 : 0);
       closeQuietly(conn);
       const reason = this.#stopping.signal.aborted
@@ -841,19 +842,20 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     publicKey: Uint8Array<ArrayBuffer>,
     address: string,
     host: string,
-    slot: { taken: boolean },
+    slot: { taken: boolean; over: boolean },
   ): Promise<boolean> {
     if (this.#allowedKeys && !this.#allowedKeys.has(keyId(publicKey))) return false;
     const allowed = this.#options.authorize
       ? await this.#options.authorize({ publicKey, address }) === true
       : true;
-    if (allowed) this.#takeSlot(host, slot);
-    return allowed;
+    if (!allowed || slot.over) return false;
+    this.#takeSlot(host, slot);
+    return true;
   }
 
   // The connection's slot is taken once the client is proven and allowed,
   // with no await before the count: concurrent handshakes cannot overshoot.
-  #takeSlot(host: string, slot: { taken: boolean }): void {
+  #takeSlot(host: string, slot: { taken: boolean; over: boolean }): void {
     let reason: RefuseReason | undefined;
     if (this.#connected >= this.#maxConnections) reason = "server-full";
     else if ((this.#perAddress.get(host)?.connections ?? 0) >= this.#maxConnectionsPerAddress) {
@@ -937,13 +939,11 @@ function fitDescriptors(maxConnections: number | undefined, maxPending: number):
   const room = limit - RESERVED_DESCRIPTORS - 2 * maxPending;
   if (wanted <= room) return wanted;
   if (maxConnections === undefined && room >= 1) return room;
+  const asked = maxConnections === undefined ? "one connection" : `maxConnections ${wanted}`;
+  const need = (maxConnections ?? 1) + 2 * maxPending + RESERVED_DESCRIPTORS;
   throw new RangeError(
-    `Cannot listen: maxConnections ${maxConnections === undefined ? "(at least 1)" : wanted} ` +
-      `and maxPendingHandshakes ${maxPending} need ` +
-      `${
-        (maxConnections === undefined ? 1 : wanted) + 2 * maxPending + RESERVED_DESCRIPTORS
-      } file descriptors, but the ` +
-      `open-file limit is ${limit}; raise it (ulimit -n) or lower them`,
+    `Cannot listen: ${asked} and maxPendingHandshakes ${maxPending} need ${need} file ` +
+      `descriptors, but the open-file limit is ${limit}; raise it (ulimit -n) or lower them`,
   );
 }
 
