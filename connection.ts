@@ -219,7 +219,6 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   // Bytes of the message being assembled: they count against the mark and the budget.
   #assembling = 0;
   #budget: ByteBudget | undefined;
-  #closingBacklog: Promise<void> | undefined;
   #readPaused = false;
   #rekeyAfterBytes: number;
   #closeTimeout: number;
@@ -384,8 +383,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     let failure: unknown;
     try {
       while (true) {
-        if (this.#readWhileClosing > this.#highWaterMark) await this.#pauseWhileClosing();
-        else await this.#roomToRead();
+        await this.#roomToRead();
         const batch = await reader.read();
         this.#lastRead = performance.now();
         if (this.#state !== "open") this.#countWhileClosing(batch.frames);
@@ -414,16 +412,36 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   // Waits, before a read, until the queue and the server-wide budget have
   // room. A message being assembled counts against the high-water mark,
   // except alone in an empty queue: it must complete before anyone can read.
+  // While paused the peer is not silent, we are not listening: a close's
+  // idle timer waits, and only its absolute deadline runs. An honest peer's
+  // own close timeout then runs out first, so it reports the close as
+  // unclean rather than taking our final close for a confirmation.
   async #roomToRead(): Promise<void> {
-    while (this.#state === "open") {
-      const queued = this.data.bytes;
-      let room: Promise<void>;
-      if (queued > 0 && queued + this.#assembling >= this.#highWaterMark) room = this.#sink.space();
-      else if (this.#budget?.admits(this, queued === 0 && this.#assembling > 0) === false) {
-        room = this.#budget.changed();
-      } else return;
-      await Promise.race([room, this.#readEnded.promise]);
+    for (let room = this.#room(); room !== undefined; room = this.#room()) {
+      this.#readPaused = true;
+      try {
+        await Promise.race([room, this.#readEnded.promise]);
+      } finally {
+        this.#readPaused = false;
+        this.#lastRead = performance.now();
+      }
     }
+  }
+
+  // What to wait for before the next read, if anything. While closing, the
+  // queue's mark applies only past highWaterMark more bytes: the peer only
+  // flushes what it had accepted before our Close, and its Close must get
+  // through, but a peer that ignores our Close must not fill memory.
+  #room(): Promise<void> | undefined {
+    if (this.#state === "closed") return undefined;
+    const queued = this.data.bytes;
+    const marked = this.#state === "open" || this.#readWhileClosing > this.#highWaterMark;
+    if (marked && queued > 0 && queued + this.#assembling >= this.#highWaterMark) {
+      return this.#sink.space();
+    }
+    const overdraw = queued === 0 && this.#assembling > 0;
+    if (this.#budget?.admits(this, overdraw) === false) return this.#budget.changed();
+    return undefined;
   }
 
   #hold(bytes: number): void {
@@ -436,28 +454,9 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #onRecords(events: RecordEvent[]): Promise<void> | undefined {
     let full: Promise<void> | undefined;
     for (const event of events) full = this.#onRecord(event) ?? full;
-    if (this.#state === "open") return full;
-    // While closing, read on past the high-water mark: the peer only flushes
-    // what it had accepted before our Close, and its Close must get through.
-    // But only for highWaterMark more bytes: past them a full queue stops
-    // reading again (before the next read, so that everything read is
-    // delivered), or a peer that ignores our Close could fill memory.
-    this.#closingBacklog = full;
-    return undefined;
-  }
-
-  // While paused here the peer is not silent, we are not listening: the
-  // close's idle timer waits, and only its absolute deadline runs. An honest
-  // peer's own close timeout then runs out first, so it reports the close as
-  // unclean rather than taking our final close for a confirmation.
-  async #pauseWhileClosing(): Promise<void> {
-    this.#readPaused = true;
-    try {
-      await this.#closingBacklog;
-    } finally {
-      this.#readPaused = false;
-      this.#lastRead = performance.now();
-    }
+    // While closing, a full queue does not stop this read's records: the
+    // next read waits instead (#room), so everything read is delivered.
+    return this.#state === "open" ? full : undefined;
   }
 
   #countWhileClosing(frames: readonly { readonly body: Uint8Array }[]): void {
