@@ -45,12 +45,7 @@ import {
   TimeoutError,
 } from "./errors.ts";
 import { encodeFrameHeader, FRAME_HEADER_LENGTH, FrameType } from "./framing.ts";
-import {
-  DEFAULT_HIGH_WATER_MARK,
-  Packet,
-  type PacketQueue,
-  type ReceiveOptions,
-} from "./queue.ts";
+import { DEFAULT_HIGH_WATER_MARK, Packet, type PacketQueue, type ReceiveOptions } from "./queue.ts";
 
 /**
  * Default {@linkcode ConnectionOptions.maxMessageSize}: 16 MiB.

@@ -171,7 +171,7 @@ Deno.test("Refusals never push connection records out of the activity log", asyn
       assert.equal(await readRefusal(conn), "version");
       conn.close();
     }
-    const first = server.activity.next();
+    const first = server.activity.take();
     assert.deepEqual([first?.event, first?.address], ["connected", client.localAddress]);
     assert.ok(server.activity.dropped >= 180, `${server.activity.dropped} dropped`);
     await client.close();
