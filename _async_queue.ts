@@ -87,6 +87,17 @@ export class AsyncQueue<T> {
     return false;
   }
 
+  /** Removes the oldest item that matches, scanning from the front. */
+  removeFirst(matches: (item: T) => boolean): boolean {
+    for (let i = this.#head; i < this.#items.length; i++) {
+      if (!matches(this.#items[i] as T)) continue;
+      if (i === this.#head) this.shift();
+      else this.#items.splice(i, 1);
+      return true;
+    }
+    return false;
+  }
+
   /**
    * Takes the oldest item, waiting for one. Resolves `undefined` once the
    * queue is closed and empty; rejects with `signal.reason` on abort.

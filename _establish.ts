@@ -45,6 +45,8 @@ export const REFUSE_CODES: Record<Exclude<RefuseReason, "aborted">, number> = {
   "key-rejected": 0x08,
   "server-full": 0x09,
   timeout: 0x0a,
+  "server-busy": 0x0b,
+  "too-many-from-address": 0x0c,
 };
 
 const AUTHENTICATION_REASONS: ReadonlySet<RefuseReason> = new Set([

@@ -11,6 +11,7 @@ import type { CloseInfo, Connection, ConnectionOptions } from "./connection.ts";
 import type { Packet, PacketQueue, PacketQueueOptions } from "./queue.ts";
 import type { ActivityLog, ActivityRecord } from "./activity.ts";
 import type { Arrivals } from "./_arrivals.ts";
+import type { ByteBudget } from "./_budget.ts";
 
 /** What a server or client passes to make a connection. */
 export interface ConnectionInit {
@@ -19,6 +20,8 @@ export interface ConnectionInit {
   readonly options: ConnectionOptions;
   readonly queue: PacketQueue;
   readonly onClose?: (connection: Connection, info: CloseInfo) => void;
+  /** The server-wide budget of received bytes held, if any. */
+  readonly budget?: ByteBudget;
 }
 
 /** The producer side of a packet queue. */
@@ -29,6 +32,8 @@ export interface PacketSink {
   close(): void;
   /** Settles a pending `push` promise at once, whatever the queue holds. */
   release(): void;
+  /** Resolves the next time the queue falls below its high-water mark, or is released. */
+  space(): Promise<void>;
 }
 
 /** The writer's side of an activity log. */
@@ -44,6 +49,7 @@ export const internals: {
     options: PacketQueueOptions,
     arrivals: Arrivals<Packet>,
     onEmpty: () => void,
+    budget?: ByteBudget,
   ) => PacketQueue;
   openConnection?: (init: ConnectionInit) => Connection;
   writerOf?: (log: ActivityLog) => ActivityWriter;

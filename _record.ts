@@ -200,6 +200,11 @@ export class RecordDecoder {
     this.#maxMessageSize = maxMessageSize;
   }
 
+  /** Bytes of the message being assembled, held until it is complete. */
+  get pending(): number {
+    return this.#assembly?.fill ?? 0;
+  }
+
   /**
    * Decodes one plaintext into `events`. On a bad record it throws, having
    * pushed the events of the records before it.

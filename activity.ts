@@ -23,6 +23,7 @@
  */
 
 import { AsyncQueue } from "./_async_queue.ts";
+import { escapeText } from "./_escape.ts";
 import { internals } from "./_internal.ts";
 import type { CloseReason, RefuseReason } from "./errors.ts";
 import type { ReceiveOptions } from "./queue.ts";
@@ -45,6 +46,11 @@ export interface ActivityRecord {
   readonly message: string;
   /** The peer's static public key, once proven. */
   readonly publicKey?: Uint8Array<ArrayBuffer>;
+  /**
+   * For a record that sums up a burst of refusals: how many refusals it
+   * stands for (the first of a burst has its own record, without `count`).
+   */
+  readonly count?: number;
 }
 
 /**
@@ -65,8 +71,13 @@ export const DEFAULT_ACTIVITY_LIMIT = 10_000;
 
 /**
  * The activity log: the oldest unread record first. It keeps at most `limit`
- * unread records; past that the oldest are dropped and counted in `dropped`,
- * so that a flood of refused connections cannot grow memory.
+ * unread records; past that records are dropped and counted in `dropped`,
+ * so that a flood of refused connections cannot grow memory. A refusal never
+ * pushes out another record: once the log is full a new refusal is dropped,
+ * and a new connection record pushes out the oldest refusal first (the
+ * oldest record only when no refusal is left). Messages are escaped: control
+ * and bidirectional characters (a peer's close message may hold them) appear
+ * as `\uXXXX`.
  *
  * @example A full log drops its oldest records
  * ```ts
@@ -185,9 +196,15 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
 
   #add(record: ActivityRecord): void {
     if (this.#queue.length >= this.#limit) {
-      this.#queue.shift();
       this.#dropped++;
+      if (record.event === "refused") return;
+      if (!this.#queue.removeFirst(isRefusal)) this.#queue.shift();
     }
-    this.#queue.push(record);
+    const message = escapeText(record.message);
+    this.#queue.push(message === record.message ? record : { ...record, message });
   }
+}
+
+function isRefusal(record: ActivityRecord): boolean {
+  return record.event === "refused";
 }

@@ -22,6 +22,7 @@
  * @module
  */
 
+import type { ByteBudget } from "./_budget.ts";
 import { FrameOpener } from "./_frame_opener.ts";
 import { closeQuietly, writeAll } from "./_socket.ts";
 import type { Established } from "./_establish.ts";
@@ -43,8 +44,8 @@ import {
   ProtocolError,
   TimeoutError,
 } from "./errors.ts";
-import { encodeFrameHeader, FrameType } from "./framing.ts";
-import { Packet, type PacketQueue, type ReceiveOptions } from "./queue.ts";
+import { encodeFrameHeader, FRAME_HEADER_LENGTH, FrameType } from "./framing.ts";
+import { DEFAULT_HIGH_WATER_MARK, Packet, type PacketQueue, type ReceiveOptions } from "./queue.ts";
 
 /**
  * Default {@linkcode ConnectionOptions.maxMessageSize}: 16 MiB.
@@ -94,7 +95,10 @@ export interface ConnectionOptions {
   /**
    * Milliseconds `close()` waits to flush and for the peer's close before it
    * cuts the connection, counted from the last bytes received: a peer still
-   * sending its last data is not cut off.
+   * sending its last data is not cut off. The whole close never takes more
+   * than twice this, and once this side's Close is sent it reads at most
+   * `highWaterMark` more bytes: a peer that ignores the Close cannot hold
+   * the connection open.
    *
    * @default {5000}
    */
@@ -204,6 +208,15 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #onClose: ((connection: Connection, info: CloseInfo) => void) | undefined;
   #batcher = new RecordBatcher();
   #writeHighWaterMark: number;
+  #highWaterMark: number;
+  // Bytes read since the connection began closing: bounded by #highWaterMark.
+  #readWhileClosing = 0;
+  // Bytes of the message being assembled: they count against the mark and the budget.
+  #assembling = 0;
+  #budget: ByteBudget | undefined;
+  #readPaused = false;
+  // A batch read from the socket is being opened and delivered: the peer is not idle.
+  #readBusy = false;
   #rekeyAfterBytes: number;
   #closeTimeout: number;
   #writeTimeout: number;
@@ -232,6 +245,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     this.#conn = conn;
     this.#established = established;
     this.#onClose = init.onClose;
+    this.#budget = init.budget;
     this.data = queue;
     this.#sink = internals.sinkOf!(queue);
     this.address = formatAddress(conn.remoteAddr);
@@ -240,6 +254,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     this.handshakeHash = established.handshakeHash;
     this.peerMaxMessageSize = established.peerMaxMessageSize;
     this.#writeHighWaterMark = options.writeHighWaterMark ?? 1024 * 1024;
+    this.#highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
     this.#rekeyAfterBytes = options.rekeyAfterBytes ?? 2 ** 30;
     this.#closeTimeout = options.closeTimeout ?? 5000;
     this.#writeTimeout = options.writeTimeout ?? 30000;
@@ -365,10 +380,15 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     let failure: unknown;
     try {
       while (true) {
+        await this.#roomToRead();
         const batch = await reader.read();
         this.#lastRead = performance.now();
+        this.#readBusy = true;
+        if (this.#state !== "open") this.#countWhileClosing(batch.frames);
         const { plaintexts, error } = await opener.open(batch.frames);
         for (const plaintext of plaintexts) await this.#decode(decoder, plaintext);
+        this.#readBusy = false;
+        this.#lastRead = performance.now();
         if (error !== undefined || batch.error !== undefined) throw error ?? batch.error;
         if (batch.done) break;
       }
@@ -380,19 +400,67 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
 
   async #decode(decoder: RecordDecoder, plaintext: Uint8Array<ArrayBuffer>): Promise<void> {
     const events: RecordEvent[] = [];
+    const before = decoder.pending;
     try {
       decoder.decode(plaintext, events);
     } finally {
+      this.#hold(decoder.pending - before);
       await this.#onRecords(events);
     }
+  }
+
+  // Waits, before a read, until the queue and the server-wide budget have
+  // room. A message being assembled counts against the high-water mark,
+  // except alone in an empty queue: it must complete before anyone can read.
+  // While paused the peer is not silent, we are not listening: a close's
+  // idle timer waits, and only its absolute deadline runs. An honest peer's
+  // own close timeout then runs out first, so it reports the close as
+  // unclean rather than taking our final close for a confirmation.
+  async #roomToRead(): Promise<void> {
+    for (let room = this.#room(); room !== undefined; room = this.#room()) {
+      this.#readPaused = true;
+      try {
+        await Promise.race([room, this.#readEnded.promise]);
+      } finally {
+        this.#readPaused = false;
+        this.#lastRead = performance.now();
+      }
+    }
+  }
+
+  // What to wait for before the next read, if anything. While closing, the
+  // queue's mark applies only past highWaterMark more bytes: the peer only
+  // flushes what it had accepted before our Close, and its Close must get
+  // through, but a peer that ignores our Close must not fill memory.
+  #room(): Promise<void> | undefined {
+    if (this.#state === "closed") return undefined;
+    const queued = this.data.bytes;
+    const marked = this.#state === "open" || this.#readWhileClosing > this.#highWaterMark;
+    if (marked && queued > 0 && queued + this.#assembling >= this.#highWaterMark) {
+      return this.#sink.space();
+    }
+    const overdraw = queued === 0 && this.#assembling > 0;
+    if (this.#budget?.admits(this, overdraw) === false) return this.#budget.changed();
+    return undefined;
+  }
+
+  #hold(bytes: number): void {
+    if (bytes === 0 || this.#state === "closed") return;
+    this.#assembling += bytes;
+    this.#budget?.add(bytes);
+    if (this.#assembling === 0) this.#budget?.settle(this);
   }
 
   #onRecords(events: RecordEvent[]): Promise<void> | undefined {
     let full: Promise<void> | undefined;
     for (const event of events) full = this.#onRecord(event) ?? full;
-    // While closing, read on past the high-water mark: the peer only flushes
-    // what it had accepted before our Close, and its Close must get through.
+    // While closing, a full queue does not stop this read's records: the
+    // next read waits instead (#room), so everything read is delivered.
     return this.#state === "open" ? full : undefined;
+  }
+
+  #countWhileClosing(frames: readonly { readonly body: Uint8Array }[]): void {
+    for (const frame of frames) this.#readWhileClosing += FRAME_HEADER_LENGTH + frame.body.length;
   }
 
   #onRecord(event: RecordEvent): Promise<void> | undefined {
@@ -455,11 +523,16 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     // The first closer gives up only when the peer has been silent for the
     // close timeout: while the peer's last data still arrives, its Close is
     // on the way, and cutting the connection then would lose data that the
-    // peer believes delivered.
+    // peer believes delivered. Trickled bytes cannot stretch it past the
+    // absolute deadline of twice the close timeout.
     let timer: ReturnType<typeof setTimeout>;
+    const deadline = performance.now() + 2 * this.#closeTimeout;
     const watch = () => {
-      const idle = performance.now() - this.#lastRead;
-      if (first && idle < this.#closeTimeout) timer = setTimeout(watch, this.#closeTimeout - idle);
+      const now = performance.now();
+      const idle = this.#readPaused || this.#readBusy ? 0 : now - this.#lastRead;
+      const wait = Math.min(this.#closeTimeout - idle, deadline - now);
+      if (first && wait > 0) timer = setTimeout(watch, wait);
+      else if (first && !this.#peerClosed) this.#giveUp();
       else this.#finish();
     };
     this.#lastRead = performance.now();
@@ -471,6 +544,24 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
       if (!first) await this.#readEnded.promise;
     } catch {
       // Ending anyway: #finish reports what was not written.
+    } finally {
+      clearTimeout(timer);
+      this.#finish();
+    }
+  }
+
+  // The first closer stops waiting for the peer's Close. Its FIN must not
+  // pass for a confirmation (PROTOCOL.md section 8): a second Close record
+  // (timeout) goes first, which the peer cannot take for a clean end, since
+  // nothing may follow a Close.
+  async #giveUp(): Promise<void> {
+    if (this.#state === "closed") return;
+    this.#queueClose("timeout", "");
+    const timer = setTimeout(() => this.#finish(), Math.min(this.#closeTimeout, 1000));
+    try {
+      await this.flush();
+    } catch {
+      // The record is a courtesy.
     } finally {
       clearTimeout(timer);
       this.#finish();
@@ -521,6 +612,9 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
       };
     }
     closeQuietly(this.#conn);
+    this.#budget?.add(-this.#assembling);
+    this.#budget?.settle(this);
+    this.#assembling = 0;
     this.#sink.close();
     this.#readEnded.resolve();
     const error = this.#closedError("send message");

@@ -35,6 +35,8 @@ export type RefuseReason =
   | "key-rejected"
   | "server-full"
   | "timeout"
+  | "server-busy"
+  | "too-many-from-address"
   | "aborted";
 
 /** Options of the errors that carry a reason. */

@@ -24,6 +24,7 @@
 
 import { AsyncQueue } from "./_async_queue.ts";
 import type { Arrivals, Entry } from "./_arrivals.ts";
+import type { ByteBudget } from "./_budget.ts";
 import { internals } from "./_internal.ts";
 import type { Connection } from "./connection.ts";
 
@@ -195,17 +196,20 @@ export class PacketQueue implements AsyncIterable<Packet> {
   #bytes = 0;
   #space: PromiseWithResolvers<void> | undefined;
   #onEmpty: (() => void) | undefined;
+  #budget: ByteBudget | undefined;
 
   static {
     internals.sinkOf = (queue) => ({
       push: (packet, size) => queue.#push(packet, size),
       close: () => queue.#close(),
       release: () => queue.#release(),
+      space: () => (queue.#space ??= Promise.withResolvers<void>()).promise,
     });
-    internals.feedingQueue = (options, arrivals, onEmpty) => {
+    internals.feedingQueue = (options, arrivals, onEmpty, budget) => {
       const queue = new PacketQueue(options);
       queue.#arrivals = arrivals;
       queue.#onEmpty = onEmpty;
+      queue.#budget = budget;
       return queue;
     };
   }
@@ -312,6 +316,7 @@ export class PacketQueue implements AsyncIterable<Packet> {
     }
     this.#queue.push(entry);
     this.#bytes += size;
+    this.#budget?.add(size);
     this.#arrivals?.add(entry);
     if (this.#bytes < this.#highWaterMark) return undefined;
     this.#space ??= Promise.withResolvers<void>();
@@ -335,6 +340,7 @@ export class PacketQueue implements AsyncIterable<Packet> {
   #taken(entry: Entry<Packet>, forget: boolean): void {
     entry.taken = true;
     this.#bytes -= entry.size;
+    this.#budget?.add(-entry.size);
     if (forget) this.#arrivals?.forget(entry);
     if (this.#bytes < this.#highWaterMark) this.#release();
     if (this.length === 0 && this.closed) this.#onEmpty?.();

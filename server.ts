@@ -44,6 +44,7 @@
  */
 
 import { Arrivals } from "./_arrivals.ts";
+import { ByteBudget } from "./_budget.ts";
 import { AsyncQueue } from "./_async_queue.ts";
 import {
   checkHostname,
@@ -57,11 +58,12 @@ import {
 import { encodeRefuse, establishServer, withDeadline } from "./_establish.ts";
 import { abortable } from "./_abort.ts";
 import { type ActivityWriter, internals } from "./_internal.ts";
+import { openFileLimit } from "./_limits.ts";
 import { closeQuietly, sendAndClose } from "./_socket.ts";
 import { ActivityLog, type ActivityRecord, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
 import { type CloseInfo, Connection, type ConnectionOptions, formatAddress } from "./connection.ts";
-import { type RefuseReason, TimeoutError } from "./errors.ts";
+import { RefusedError, type RefuseReason, TimeoutError } from "./errors.ts";
 import { Packet, type ReceiveOptions } from "./queue.ts";
 
 export type { ActivityRecord } from "./activity.ts";
@@ -74,6 +76,34 @@ export interface WaitOptions extends ReceiveOptions {
    * @default {false}
    */
   activity?: boolean;
+}
+
+const DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024;
+// Descriptors kept for everything else a process opens (stdio, the listener, files).
+const RESERVED_DESCRIPTORS = 64;
+// Refusals decided at accept time, before any handshake, are cheap to cause in
+// bulk: each burst is logged once, then summed up every BURST_MS.
+const ADMISSION_REASONS: ReadonlySet<RefuseReason> = new Set([
+  "server-full",
+  "server-busy",
+  "too-many-from-address",
+]);
+const BURST_MS = 1000;
+// Backoff of the accept loop after a failed accept (out of descriptors, ...).
+const MIN_ACCEPT_BACKOFF = 10;
+const MAX_ACCEPT_BACKOFF = 1000;
+
+/** How many handshakes and connections one address has. */
+interface PerAddress {
+  handshakes: number;
+  connections: number;
+}
+
+/** A burst of refusals for one reason, summed up every BURST_MS. */
+interface Burst {
+  count: number;
+  last: string;
+  timer: ReturnType<typeof setTimeout>;
 }
 
 /** Options of {@linkcode ServerNetwork}. */
@@ -122,11 +152,54 @@ export interface ServerOptions extends ConnectionOptions {
     client: { publicKey: Uint8Array<ArrayBuffer>; address: string },
   ) => boolean | Promise<boolean>;
   /**
-   * Connections open or in handshake at once; more are refused with reason `"server-full"`.
+   * Established connections at once; more are refused with reason
+   * `"server-full"`. Handshakes in progress do not count: they have
+   * `maxPendingHandshakes`. Where the process's open-file limit can be read
+   * (Linux, with read permission for `/proc/self/limits`), the default is
+   * lowered to fit it, and a value given that does not fit
+   * (`maxConnections + 2 × maxPendingHandshakes + 64` descriptors) is a
+   * `RangeError`.
    *
    * @default {1024}
    */
   maxConnections?: number;
+  /**
+   * Handshakes in progress at once, apart from established connections;
+   * more are refused with reason `"server-busy"`. Refused sockets lingering
+   * to deliver their refusal have a bound of the same size; past it they
+   * are closed at once.
+   *
+   * @default {128}
+   */
+  maxPendingHandshakes?: number;
+  /**
+   * Handshakes in progress at once from one IP address; more are refused
+   * with reason `"too-many-from-address"`. Raise it for tests that open
+   * many clients at once from one address.
+   *
+   * @default {32}
+   */
+  maxHandshakesPerAddress?: number;
+  /**
+   * Established connections at once from one IP address; more are refused
+   * with reason `"too-many-from-address"`. Raise it for tests or proxies
+   * that connect many clients from one address.
+   *
+   * @default {256}
+   */
+  maxConnectionsPerAddress?: number;
+  /**
+   * Bytes of received messages held across all connections (queued, or
+   * being assembled) before connections pause reading: a server-wide bound
+   * under every connection's `highWaterMark`. Paused connections all resume
+   * once the application takes packets; nothing is dropped. Memory can pass
+   * it by one read per connection (256 KiB) and one message being finished
+   * (`maxMessageSize`). An application that reads some connections and never
+   * others can stall the ones it reads once the others fill this.
+   *
+   * @default {268435456}
+   */
+  maxQueuedBytes?: number;
   /**
    * Milliseconds a client has to complete the handshake.
    *
@@ -437,9 +510,18 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   #keyPair: KeyPair | undefined;
   #config: CommonConfig;
   #maxConnections: number;
+  #maxPendingHandshakes: number;
+  #maxHandshakesPerAddress: number;
+  #maxConnectionsPerAddress: number;
+  #budget: ByteBudget;
   #allowedKeys: Set<string> | undefined;
   #allowedHostnames: Set<string> | undefined;
-  #active = 0;
+  #connected = 0;
+  #pending = 0;
+  #lingering = 0;
+  #perAddress = new Map<string, PerAddress>();
+  #bursts = new Map<RefuseReason, Burst>();
+  #listenerClosed = false;
   #handshakes = new Set<Promise<void>>();
   #stopping = new AbortController();
   #stopped: Promise<void> | undefined;
@@ -462,7 +544,25 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     options ??= {};
     this.#options = options;
     this.#config = commonConfig(options);
-    this.#maxConnections = positive(options.maxConnections, "maxConnections", 1024);
+    this.#maxPendingHandshakes = positive(
+      options.maxPendingHandshakes,
+      "maxPendingHandshakes",
+      128,
+    );
+    this.#maxConnections = fitDescriptors(options.maxConnections, this.#maxPendingHandshakes);
+    this.#budget = new ByteBudget(
+      positive(options.maxQueuedBytes, "maxQueuedBytes", DEFAULT_MAX_QUEUED_BYTES),
+    );
+    this.#maxHandshakesPerAddress = positive(
+      options.maxHandshakesPerAddress,
+      "maxHandshakesPerAddress",
+      32,
+    );
+    this.#maxConnectionsPerAddress = positive(
+      options.maxConnectionsPerAddress,
+      "maxConnectionsPerAddress",
+      256,
+    );
     this.#allowedKeys = options.allowedPublicKeys && new Set(options.allowedPublicKeys.map(keyId));
     this.#allowedHostnames = options.allowedHostnames && new Set(options.allowedHostnames);
     this.activity = new ActivityLog(
@@ -480,7 +580,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     this.ready = loadKeyPair(options.keyPair, options.keyFile).then((pair) =>
       void (this.#keyPair = pair)
     );
-    this.ready.catch(() => this.#listener.close());
+    this.ready.catch(() => this.#closeListener());
     this.#acceptLoop = this.#accept();
   }
 
@@ -512,6 +612,14 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   /** The address listened on, `host:port`. */
   get address(): string {
     return formatAddress(this.#listener.addr);
+  }
+
+  /**
+   * The most established connections at once: `maxConnections`, or its
+   * default lowered to fit the process's open-file limit.
+   */
+  get maxConnections(): number {
+    return this.#maxConnections;
   }
 
   /**
@@ -624,7 +732,8 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * Stops the server: stops accepting, ends handshakes in progress, closes
    * every connection with an authenticated close after flushing what was
    * sent, and releases every socket and timer. Idempotent. Packets already
-   * received stay readable.
+   * received stay readable. Resolves within about twice `closeTimeout`
+   * (plus the 500 ms a refused socket lingers), whatever the peers do.
    */
   stop(): Promise<void> {
     this.#stopped ??= this.#stop();
@@ -643,44 +752,94 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
 
   async #stop(): Promise<void> {
     this.#stopping.abort(new DOMException("The server is stopping", "AbortError"));
-    try {
-      this.#listener.close();
-    } catch {
-      // Closed already, after a failed start.
-    }
+    this.#closeListener();
     await this.#acceptLoop;
     await Promise.allSettled(this.#handshakes);
     await Promise.allSettled(
       [...this.connections].map((connection) => connection.close({ reason: "shutdown" })),
     );
+    for (const reason of [...this.#bursts.keys()]) this.#endBurst(reason, true);
     this.#accepted.close();
     this.#arrivals.close();
     this.#log.close();
     await this.ready.catch(() => {});
   }
 
-  async #accept(): Promise<void> {
+  #closeListener(): void {
+    this.#listenerClosed = true;
     try {
-      for await (const conn of this.#listener) this.#admit(conn);
+      this.#listener.close();
     } catch {
-      // The listener was closed.
+      // Closed already, after a failed start.
+    }
+  }
+
+  // Ends only once the listener is closed: a failed accept (out of file
+  // descriptors, a connection aborted in the backlog) is logged and retried
+  // with a growing pause, so that the server serves again once it can.
+  async #accept(): Promise<void> {
+    let backoff = 0;
+    while (!this.#listenerClosed) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#listenerClosed || error instanceof Deno.errors.BadResource) return;
+        backoff = Math.min(MAX_ACCEPT_BACKOFF, Math.max(MIN_ACCEPT_BACKOFF, backoff * 2));
+        const why = error instanceof Error ? error.message : String(error);
+        this.#refuse(
+          this.address,
+          "server-busy",
+          `Cannot accept a connection: ${why}; retrying in ${backoff} ms`,
+        );
+        await pause(backoff, this.#stopping.signal);
+        continue;
+      }
+      backoff = 0;
+      this.#admit(conn);
     }
   }
 
   #admit(conn: Deno.TcpConn): void {
     const address = formatAddress(conn.remoteAddr);
     if (this.#stopping.signal.aborted) return void conn.close();
-    let refused: RefuseReason | undefined;
-    if (this.#active >= this.#maxConnections) refused = "server-full";
-    else if (this.#allowedHostnames && !this.#allowedHostnames.has(conn.remoteAddr.hostname)) {
-      refused = "unauthorized";
-    }
-    if (refused !== undefined) {
-      this.#refuse(address, refused, `Refused ${address}: ${refused}`);
-      return this.#track(sendAndClose(conn, encodeRefuse(refused)));
-    }
-    this.#active++;
-    this.#track(this.#handshake(conn, address));
+    const host = conn.remoteAddr.hostname;
+    const refused = this.#admission(host);
+    if (refused !== undefined) return this.#refuseAtAccept(conn, address, refused);
+    this.#count(host, 1, 0);
+    this.#track(this.#handshake(conn, address, host));
+  }
+
+  #admission(host: string): RefuseReason | undefined {
+    if (this.#allowedHostnames && !this.#allowedHostnames.has(host)) return "unauthorized";
+    if (this.#connected >= this.#maxConnections) return "server-full";
+    const mine = this.#perAddress.get(host);
+    if ((mine?.handshakes ?? 0) >= this.#maxHandshakesPerAddress) return "too-many-from-address";
+    if ((mine?.connections ?? 0) >= this.#maxConnectionsPerAddress) return "too-many-from-address";
+    if (this.#pending >= this.#maxPendingHandshakes) return "server-busy";
+    return undefined;
+  }
+
+  // A refused socket lingers to deliver its refusal (closing it with unread
+  // data would reset it); lingering sockets hold descriptors too, so they
+  // have their own bound, past which a refused socket is closed at once.
+  #refuseAtAccept(conn: Deno.TcpConn, address: string, reason: RefuseReason): void {
+    this.#refuse(address, reason, `Refused ${address}: ${reason}`);
+    const linger = this.#lingering < this.#maxPendingHandshakes ? undefined : 0;
+    this.#lingering++;
+    const refusing = sendAndClose(conn, encodeRefuse(reason), linger);
+    this.#track(refusing.finally(() => this.#lingering--));
+  }
+
+  // Handshakes and connections, counted per address and in all.
+  #count(host: string, handshakes: number, connections: number): void {
+    this.#pending += handshakes;
+    this.#connected += connections;
+    const mine = this.#perAddress.get(host) ?? { handshakes: 0, connections: 0 };
+    mine.handshakes += handshakes;
+    mine.connections += connections;
+    if (mine.handshakes === 0 && mine.connections === 0) this.#perAddress.delete(host);
+    else this.#perAddress.set(host, mine);
   }
 
   #track(task: Promise<void>): void {
@@ -688,8 +847,9 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     task.finally(() => this.#handshakes.delete(task));
   }
 
-  async #handshake(conn: Deno.TcpConn, address: string): Promise<void> {
+  async #handshake(conn: Deno.TcpConn, address: string, host: string): Promise<void> {
     let connection: Connection;
+    const slot = { taken: false, over: false };
     try {
       await abortable(this.ready, this.#stopping.signal);
       conn.setNoDelay(true);
@@ -700,23 +860,26 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
           establishServer(conn, {
             ...this.#config,
             keyPair: this.#keyPair!,
-            authorize: (publicKey) => this.#authorize(publicKey, address),
+            authorize: (publicKey) => this.#authorize(publicKey, address, host, slot),
           }),
       );
       const queue = internals.feedingQueue!(
         this.#options,
         this.#arrivals,
         () => this.#table.remove(connection),
+        this.#budget,
       );
       connection = internals.openConnection!({
         conn,
         established,
         options: { ...this.#options, maxMessageSize: this.#config.maxMessageSize },
         queue,
-        onClose: (closed, info) => this.#onClose(closed, info),
+        onClose: (closed, info) => this.#onClose(closed, info, host),
+        budget: this.#budget,
       });
     } catch (error) {
-      this.#active--;
+      slot.over = true; // An authorizer still running must not take a slot now.
+      this.#count(host, -1, slot.taken ? -1 : 0);
       closeQuietly(conn);
       const reason = this.#stopping.signal.aborted
         ? "aborted"
@@ -725,6 +888,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       this.#refuse(address, reason, (error as Error).message ?? String(error));
       return;
     }
+    this.#count(host, -1, 0);
     this.#table.add(connection);
     // Connections nobody accepts stay reachable through `connections`; the
     // accept queue keeps only the newest, so it cannot grow without bound.
@@ -740,15 +904,38 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     });
   }
 
-  async #authorize(publicKey: Uint8Array<ArrayBuffer>, address: string): Promise<boolean> {
+  async #authorize(
+    publicKey: Uint8Array<ArrayBuffer>,
+    address: string,
+    host: string,
+    slot: { taken: boolean; over: boolean },
+  ): Promise<boolean> {
     if (this.#allowedKeys && !this.#allowedKeys.has(keyId(publicKey))) return false;
-    return this.#options.authorize
+    const allowed = this.#options.authorize
       ? await this.#options.authorize({ publicKey, address }) === true
       : true;
+    if (!allowed || slot.over) return false;
+    this.#takeSlot(host, slot);
+    return true;
   }
 
-  #onClose(connection: Connection, info: CloseInfo): void {
-    this.#active--;
+  // The connection's slot is taken once the client is proven and allowed,
+  // with no await before the count: concurrent handshakes cannot overshoot.
+  #takeSlot(host: string, slot: { taken: boolean; over: boolean }): void {
+    let reason: RefuseReason | undefined;
+    if (this.#connected >= this.#maxConnections) reason = "server-full";
+    else if ((this.#perAddress.get(host)?.connections ?? 0) >= this.#maxConnectionsPerAddress) {
+      reason = "too-many-from-address";
+    }
+    if (reason !== undefined) {
+      throw new RefusedError(`Cannot accept client: ${reason}`, { reason });
+    }
+    slot.taken = true;
+    this.#count(host, 0, 1);
+  }
+
+  #onClose(connection: Connection, info: CloseInfo, host: string): void {
+    this.#count(host, 0, -1);
     if (connection.data.length === 0) this.#table.remove(connection);
     this.#log.add({
       address: connection.address,
@@ -763,6 +950,16 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   #refuse(address: string, reason: RefuseReason, message: string): void {
+    if (ADMISSION_REASONS.has(reason)) {
+      const burst = this.#bursts.get(reason);
+      if (burst !== undefined) {
+        burst.count++;
+        burst.last = address;
+        return;
+      }
+      const timer = setTimeout(() => this.#endBurst(reason, false), BURST_MS);
+      this.#bursts.set(reason, { count: 0, last: address, timer });
+    }
     this.#log.add({
       address,
       accepted: false,
@@ -772,6 +969,61 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       message,
     });
   }
+
+  // Sums up a burst's refusals since its last record; the burst ends once a
+  // whole period passes without one.
+  #endBurst(reason: RefuseReason, stopping: boolean): void {
+    const burst = this.#bursts.get(reason)!;
+    clearTimeout(burst.timer);
+    if (burst.count > 0) {
+      this.#log.add({
+        address: burst.last,
+        accepted: false,
+        time: Date.now(),
+        event: "refused",
+        reason,
+        message: `Refused ${burst.count} more connections (${reason}), the last from ${burst.last}`,
+        count: burst.count,
+      });
+    }
+    if (burst.count === 0 || stopping) return void this.#bursts.delete(reason);
+    burst.count = 0;
+    burst.timer = setTimeout(() => this.#endBurst(reason, false), BURST_MS);
+  }
+}
+
+/**
+ * `maxConnections`, checked against the process's open-file limit: each
+ * connection, handshake in progress and lingering refusal holds a
+ * descriptor. The default is lowered to fit; a value given that does not fit
+ * is refused.
+ */
+function fitDescriptors(maxConnections: number | undefined, maxPending: number): number {
+  const wanted = positive(maxConnections, "maxConnections", 1024);
+  const limit = openFileLimit();
+  if (limit === undefined) return wanted;
+  const room = limit - RESERVED_DESCRIPTORS - 2 * maxPending;
+  if (wanted <= room) return wanted;
+  if (maxConnections === undefined && room >= 1) return room;
+  const asked = maxConnections === undefined ? "one connection" : `maxConnections ${wanted}`;
+  const need = (maxConnections ?? 1) + 2 * maxPending + RESERVED_DESCRIPTORS;
+  throw new RangeError(
+    `Cannot listen: ${asked} and maxPendingHandshakes ${maxPending} need ${need} file ` +
+      `descriptors, but the open-file limit is ${limit}; raise it (ulimit -n) or lower them`,
+  );
+}
+
+/** Waits `ms`, or less if `signal` aborts; leaves no timer behind. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
 
 function keyId(key: Uint8Array): string {

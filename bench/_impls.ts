@@ -213,6 +213,10 @@ class AesmServer implements Server {
       hostname: HOST,
       port: 0,
       maxConnections: options.maxConnections ?? 1024,
+      // Every client comes from 127.0.0.1, many at once: no per-address bounds.
+      maxConnectionsPerAddress: options.maxConnections ?? 1024,
+      maxPendingHandshakes: 1024,
+      maxHandshakesPerAddress: 1024,
       tcpBacklog: options.tcpBacklog ?? 1024,
       handshakeTimeout: 60_000,
       activityLimit: 16,

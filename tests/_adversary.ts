@@ -269,6 +269,8 @@ export const REFUSE_REASONS: Record<number, string> = {
   8: "key-rejected",
   9: "server-full",
   10: "timeout",
+  11: "server-busy",
+  12: "too-many-from-address",
 };
 
 export const CLOSE_CODES = {

@@ -1,6 +1,7 @@
 // Copyright 2026 the aesm authors. MIT license.
 import assert from "node:assert/strict";
 import { ActivityLog, type ActivityRecord } from "../activity.ts";
+import { internals } from "../_internal.ts";
 import { ClientNetwork } from "../client.ts";
 import { RefusedError } from "../errors.ts";
 import { ServerNetwork } from "../server.ts";
@@ -183,4 +184,38 @@ Deno.test("ActivityLog.next() is an async iterator's next(): a result that is do
   }
   assert.deepEqual(rest, ["disconnected"]);
   assert.deepEqual(await server.activity.next(), { value: undefined, done: true });
+});
+
+function record(event: ActivityRecord["event"], address: string, message = ""): ActivityRecord {
+  return { address, accepted: event !== "refused", time: 0, event, message };
+}
+
+Deno.test("ActivityLog drops a refusal that arrives when full, and lets a connection record push out the oldest refusal first", () => {
+  const log = new ActivityLog(3);
+  const writer = internals.writerOf!(log);
+  writer.add(record("connected", "a"));
+  writer.add(record("refused", "r1"));
+  writer.add(record("refused", "r2"));
+  writer.add(record("refused", "r3"));
+  assert.deepEqual([...Array(3)].map((_, i) => log.at(i)?.address), ["a", "r1", "r2"]);
+  writer.add(record("disconnected", "a"));
+  assert.deepEqual([...Array(3)].map((_, i) => log.at(i)?.address), ["a", "r2", "a"]);
+  writer.add(record("connected", "b"));
+  writer.add(record("connected", "c"));
+  assert.deepEqual([...Array(3)].map((_, i) => log.at(i)?.event), [
+    "disconnected",
+    "connected",
+    "connected",
+  ]);
+  assert.equal(log.dropped, 4);
+});
+
+Deno.test("ActivityLog escapes control and bidirectional characters in messages", () => {
+  const log = new ActivityLog();
+  const writer = internals.writerOf!(log);
+  writer.add(record("disconnected", "a", "ok\r\nforged\u0007\u009b\u2028\u202e\u2066\u200f é"));
+  assert.equal(
+    log.take()?.message,
+    "ok\\u000d\\u000aforged\\u0007\\u009b\\u2028\\u202e\\u2066\\u200f é",
+  );
 });

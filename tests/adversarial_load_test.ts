@@ -51,6 +51,10 @@ Deno.test(`${CLIENTS} clients × ${MESSAGES} messages while the server broadcast
     hostname: "127.0.0.1",
     port: 0,
     maxConnections: CLIENTS + 10,
+    // Every client from 127.0.0.1, all at once: past the per-address defaults.
+    maxConnectionsPerAddress: CLIENTS + 10,
+    maxPendingHandshakes: CLIENTS,
+    maxHandshakesPerAddress: CLIENTS,
     handshakeTimeout: 60_000,
     tcpBacklog: 1024,
   });

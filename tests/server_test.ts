@@ -190,7 +190,13 @@ Deno.test("ServerNetwork.sendAll() with no connections sends to none", async () 
 Deno.test("ServerNetwork delivers every packet of 200 concurrent clients exactly once and in per-connection order", async () => {
   const clients = 200;
   const messages = 50;
-  await using server = await ServerNetwork.listen({ hostname: HOST, port: 0 });
+  // All from one address, all at once: past the per-address defaults.
+  await using server = await ServerNetwork.listen({
+    hostname: HOST,
+    port: 0,
+    maxPendingHandshakes: clients,
+    maxHandshakesPerAddress: clients,
+  });
   const connected: ClientNetwork[] = [];
   try {
     const results = await within(
@@ -387,26 +393,49 @@ Deno.test("ServerNetwork at maxConnections refuses with RefusedError server-full
   assert.equal(second.connection.isClosed, false);
 });
 
-Deno.test("ServerNetwork counts a handshake in progress against maxConnections", async () => {
+Deno.test("ServerNetwork does not count a handshake in progress against maxConnections", async () => {
   await using server = await ServerNetwork.listen({ hostname: HOST, port: 0, maxConnections: 1 });
   const silent = await Deno.connect({ hostname: HOST, port: server.port });
   try {
-    // The silent peer holds the only slot; a real client is refused.
-    const error = await rejection(
-      ClientNetwork.connect({ hostname: HOST, port: server.port }),
-      "a client while the slot is held",
-    );
-    assert.ok(error instanceof RefusedError);
-    assert.equal(error.reason, "server-full");
+    // The silent peer holds a handshake slot, not the only connection slot.
+    await using client = await ClientNetwork.connect({ hostname: HOST, port: server.port });
+    const connected = await activityOf(server, "connected");
+    assert.equal(connected.address, client.localAddress);
   } finally {
     silent.close();
   }
-  assert.equal((await nextActivity(server)).reason, "server-full");
-  await activityOf(server, "refused");
+});
+
+Deno.test("ServerNetwork refuses past maxPendingHandshakes with server-busy, logged once for the burst", async () => {
+  await using server = await ServerNetwork.listen({
+    hostname: HOST,
+    port: 0,
+    maxPendingHandshakes: 1,
+  });
+  const silent = await Deno.connect({ hostname: HOST, port: server.port });
+  try {
+    for (let i = 0; i < 3; i++) {
+      const error = await rejection(
+        ClientNetwork.connect({ hostname: HOST, port: server.port }),
+        "a client while the only handshake slot is held",
+      );
+      assert.ok(error instanceof RefusedError, `got ${error}`);
+      assert.equal(error.reason, "server-busy");
+    }
+    const first = await nextActivity(server);
+    assert.deepEqual([first.event, first.reason, first.count], [
+      "refused",
+      "server-busy",
+      undefined,
+    ]);
+    const summary = await nextActivity(server);
+    assert.deepEqual([summary.event, summary.reason, summary.count], ["refused", "server-busy", 2]);
+  } finally {
+    silent.close();
+  }
+  await activityOf(server, "refused"); // The silent peer's end.
   await using client = await ClientNetwork.connect({ hostname: HOST, port: server.port });
-  const connected = await nextActivity(server);
-  assert.equal(connected.event, "connected");
-  assert.equal(connected.address, client.localAddress);
+  assert.equal((await activityOf(server, "connected")).address, client.localAddress);
 });
 
 Deno.test("ServerNetwork refuses a peer that sends nothing with reason timeout after handshakeTimeout", async () => {
@@ -603,4 +632,30 @@ Deno.test("connections.wait({ activity: true }) wakes on a join and a leave with
   assert.equal(server.connections.activity()?.event, "disconnected");
   await server.stop();
   assert.equal(await server.connections.wait({ activity: true }), false);
+});
+
+Deno.test("ServerNetwork refuses with server-full a handshake that finishes after the last slot was taken", async () => {
+  await using server = await ServerNetwork.listen({ hostname: HOST, port: 0, maxConnections: 1 });
+  // Both are admitted (no connection yet); the first to finish takes the only slot.
+  const results = await within(
+    Promise.allSettled(
+      [0, 1].map(() => ClientNetwork.connect({ hostname: HOST, port: server.port })),
+    ),
+    "two clients at once",
+  );
+  const connected = results.filter((r) => r.status === "fulfilled");
+  const refused = results.filter((r) => r.status === "rejected");
+  assert.equal(connected.length, 1);
+  assert.equal(refused.length, 1);
+  const error = (refused[0] as PromiseRejectedResult).reason;
+  assert.ok(error instanceof RefusedError, `got ${error}`);
+  assert.equal(error.reason, "server-full");
+  assert.equal(server.connections.size, 1);
+  const record = await activityOf(server, "refused");
+  assert.equal(
+    record.message,
+    "Cannot accept client: server-full",
+    "refused at the slot, not at accept",
+  );
+  await (connected[0] as PromiseFulfilledResult<ClientNetwork>).value.close();
 });
