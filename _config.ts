@@ -7,7 +7,12 @@
 
 import { assertBytes, type Bytes, copy } from "./_bytes.ts";
 import { generateKeyPair, type KeyPair, keyPairFromPrivateKey } from "./cipher.ts";
-import { type ConnectionOptions, DEFAULT_MAX_MESSAGE_SIZE } from "./connection.ts";
+import {
+  type ConnectionOptions,
+  DEFAULT_HEARTBEAT_INTERVAL,
+  DEFAULT_IDLE_TIMEOUT,
+  DEFAULT_MAX_MESSAGE_SIZE,
+} from "./connection.ts";
 
 /** The application name both sides use when none is given. */
 export const DEFAULT_APPLICATION_NAME = "aesm";
@@ -121,6 +126,41 @@ export async function loadKeyPair(
   return loaded;
 }
 
+/** Checks the heartbeat interval and the idle timeout, and that the second exceeds the first. */
+function checkHeartbeat(options: ConnectionOptions): void {
+  const interval = nonNegative(options.heartbeatInterval, "heartbeatInterval");
+  const idle = nonNegative(options.idleTimeout, "idleTimeout");
+  const effectiveInterval = interval ?? DEFAULT_HEARTBEAT_INTERVAL;
+  const effectiveIdle = idle ?? DEFAULT_IDLE_TIMEOUT;
+  if (effectiveIdle !== 0 && effectiveInterval !== 0 && effectiveIdle <= effectiveInterval) {
+    throw new RangeError(
+      `Cannot use option idleTimeout: it must exceed heartbeatInterval (${effectiveInterval} ms), ` +
+        `got ${effectiveIdle} ms`,
+    );
+  }
+  const buffered = options.maxBufferedAmount;
+  const mark = options.writeHighWaterMark ?? 1024 * 1024;
+  if (buffered !== undefined && buffered < mark) {
+    throw new RangeError(
+      `Cannot use option maxBufferedAmount: it must be at least writeHighWaterMark (${mark}), ` +
+        `got ${buffered}`,
+    );
+  }
+}
+
+function nonNegative(value: number | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number") {
+    throw new TypeError(`Cannot use option ${name}: expected milliseconds, got ${describe(value)}`);
+  }
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new RangeError(
+      `Cannot use option ${name}: expected an integer of milliseconds, 0 or more, got ${value}`,
+    );
+  }
+  return value;
+}
+
 /** What servers and clients configure alike, checked. */
 export interface CommonConfig {
   readonly applicationName: string;
@@ -140,10 +180,17 @@ export function commonConfig(
   // The connection's own limits take their defaults later; a bad one is the
   // caller's mistake, told at construction rather than on first use.
   for (
-    const name of ["writeHighWaterMark", "rekeyAfterBytes", "closeTimeout", "writeTimeout"] as const
+    const name of [
+      "writeHighWaterMark",
+      "rekeyAfterBytes",
+      "closeTimeout",
+      "writeTimeout",
+      "maxBufferedAmount",
+    ] as const
   ) {
     positive(options[name], name, 1);
   }
+  checkHeartbeat(options);
   return {
     applicationName: checkApplicationName(options.applicationName),
     psk: checkPsk(options.psk),

@@ -31,6 +31,8 @@ export const CloseCode = {
   "message-too-large": 0x03,
   timeout: 0x04,
   "internal-error": 0x05,
+  "idle-timeout": 0x06,
+  "slow-consumer": 0x07,
 } as const;
 
 /** A close code's name. */

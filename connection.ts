@@ -38,6 +38,7 @@ import {
 } from "./_record.ts";
 import { TAGLEN } from "./_primitives.ts";
 import {
+  BufferFullError,
   type CloseReason,
   ConnectionClosedError,
   MessageTooLargeError,
@@ -110,7 +111,38 @@ export interface ConnectionOptions {
    * @default {30000}
    */
   writeTimeout?: number;
+  /**
+   * Bytes accepted by `send()` and not yet written past which a send is
+   * refused with `BufferFullError` instead of buffered: bounds the memory of
+   * sends that are not awaited. Awaited sends never come near it. At least
+   * `writeHighWaterMark`.
+   *
+   * @default {16777216}
+   */
+  maxBufferedAmount?: number;
+  /**
+   * Milliseconds without sending anything after which this side sends a Ping
+   * record, so that the peer (and any NAT between) sees it alive. 0 sends none.
+   *
+   * @default {15000}
+   */
+  heartbeatInterval?: number;
+  /**
+   * Milliseconds without receiving anything after which the connection ends
+   * with reason `"idle-timeout"` (unclean): a frozen or vanished peer is
+   * noticed. Must exceed the peer's `heartbeatInterval`. 0 never times out.
+   *
+   * @default {45000}
+   */
+  idleTimeout?: number;
 }
+
+/** Default {@linkcode ConnectionOptions.maxBufferedAmount}: 16 MiB. */
+export const DEFAULT_MAX_BUFFERED_AMOUNT = 16 * 1024 * 1024;
+/** Default {@linkcode ConnectionOptions.heartbeatInterval}: 15 s. */
+export const DEFAULT_HEARTBEAT_INTERVAL = 15_000;
+/** Default {@linkcode ConnectionOptions.idleTimeout}: 45 s. */
+export const DEFAULT_IDLE_TIMEOUT = 45_000;
 
 /** Why and how a connection ended. */
 export interface CloseInfo {
@@ -151,6 +183,7 @@ let nextId = 1;
 const MAX_CLOSE_MESSAGE = 256;
 const encoder = new TextEncoder();
 const RESOLVED = Promise.resolve();
+const EMPTY_BODY = new Uint8Array(0);
 
 /**
  * One encrypted connection. Created by `ServerNetwork` and `ClientNetwork`.
@@ -220,6 +253,11 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #rekeyAfterBytes: number;
   #closeTimeout: number;
   #writeTimeout: number;
+  #maxBufferedAmount: number;
+  #heartbeatInterval: number;
+  #idleTimeout: number;
+  #heartbeat: ReturnType<typeof setTimeout> | undefined;
+  #lastWrite = performance.now();
   #unwritten = 0;
   #sinceRekey = 0;
   #pumping = false;
@@ -258,8 +296,62 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     this.#rekeyAfterBytes = options.rekeyAfterBytes ?? 2 ** 30;
     this.#closeTimeout = options.closeTimeout ?? 5000;
     this.#writeTimeout = options.writeTimeout ?? 30000;
+    this.#maxBufferedAmount = options.maxBufferedAmount ?? DEFAULT_MAX_BUFFERED_AMOUNT;
+    this.#heartbeatInterval = options.heartbeatInterval ?? DEFAULT_HEARTBEAT_INTERVAL;
+    this.#idleTimeout = options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT;
     this.closed = this.#done.promise;
+    this.#lastRead = performance.now();
     this.#read(options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE);
+    this.#scheduleHeartbeat();
+  }
+
+  /**
+   * Bytes accepted by `send()` (and control records) and not yet written to
+   * the socket. Awaited sends keep it under about `writeHighWaterMark`; sends
+   * that are not awaited are refused past `maxBufferedAmount`.
+   */
+  get bufferedAmount(): number {
+    return this.#unwritten;
+  }
+
+  /**
+   * Ends the connection at once: no flush, no waiting for the peer. What was
+   * buffered is dropped, pending sends and `flush()` reject, and `closed`
+   * resolves with reason `"aborted"` (unclean); the peer sees the connection
+   * cut. Does nothing once the connection has ended.
+   *
+   * @param reason Why, kept as the close's `error` (and its message, if it is a string or an
+   * Error).
+   *
+   * @example Ending a connection to a peer that stopped reading
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { ClientNetwork, ServerNetwork } from "@aesm/aesm";
+   *
+   * await using server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using client = await ClientNetwork.connect({ hostname: "127.0.0.1", port: server.port });
+   * const connection = await server.accept();
+   * connection.abort("not needed any more");
+   * const info = await connection.closed;
+   * assert.deepEqual([info.reason, info.clean, info.message], ["aborted", false, "not needed any more"]);
+   * assert.equal((await client.closed).clean, false);
+   * ```
+   */
+  abort(reason?: unknown): void {
+    if (this.#state === "closed") return;
+    const message = typeof reason === "string"
+      ? reason
+      : reason instanceof Error
+      ? reason.message
+      : "aborted by this side";
+    this.#info = {
+      reason: "aborted",
+      clean: false,
+      by: "local",
+      message,
+      ...(reason === undefined ? {} : { error: reason }),
+    };
+    this.#finish();
   }
 
   /** Whether the connection has ended or is closing. */
@@ -292,6 +384,9 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
       throw new TypeError("Cannot send message: expected a string or a Uint8Array");
     }
     this.#checkOpen("send message");
+    if (this.#unwritten >= this.#maxBufferedAmount) {
+      throw new BufferFullError(this.#unwritten, this.#maxBufferedAmount);
+    }
     const bytes = text ? encoder.encode(data) : data;
     if (bytes.length > this.peerMaxMessageSize) {
       throw new MessageTooLargeError(bytes.length, this.peerMaxMessageSize);
@@ -356,6 +451,42 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   [Symbol.asyncIterator](): AsyncIterator<Packet> {
     return this.data[Symbol.asyncIterator]();
   }
+
+  // One timer per connection, set for the earlier of the next Ping and the
+  // idle deadline; re-armed when it fires, not on every message.
+  #scheduleHeartbeat(): void {
+    if (this.#state !== "open") return;
+    const now = performance.now();
+    const next = Math.min(
+      this.#heartbeatInterval > 0 ? this.#lastWrite + this.#heartbeatInterval : Infinity,
+      this.#idleTimeout > 0 ? this.#lastRead + this.#idleTimeout : Infinity,
+    );
+    if (next === Infinity) return;
+    this.#heartbeat = setTimeout(this.#beat, Math.max(1, Math.ceil(next - now)));
+  }
+
+  #beat = (): void => {
+    this.#heartbeat = undefined;
+    if (this.#state !== "open") return;
+    const now = performance.now();
+    // A paused or busy reader is not a silent peer: we are the ones not reading.
+    if (this.#readPaused || this.#readBusy) this.#lastRead = now;
+    if (this.#idleTimeout > 0 && now - this.#lastRead >= this.#idleTimeout) {
+      const message = `Cannot keep connection: nothing received for ${this.#idleTimeout} ms`;
+      const error = new TimeoutError(message);
+      return void this.#fail(
+        { reason: "idle-timeout", clean: false, by: "local", message, error },
+        true,
+      );
+    }
+    if (
+      this.#heartbeatInterval > 0 && now - this.#lastWrite >= this.#heartbeatInterval &&
+      this.#unwritten === 0
+    ) {
+      this.#queueControl(RecordType.Ping, EMPTY_BODY);
+    }
+    this.#scheduleHeartbeat();
+  };
 
   #checkOpen(action: string): void {
     if (this.#state !== "open") throw this.#closedError(action);
@@ -504,8 +635,12 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     const body = new Uint8Array(1 + text.length);
     body[0] = code;
     body.set(text, 1);
+    this.#queueControl(RecordType.Close, body);
+  }
+
+  #queueControl(type: number, body: Uint8Array<ArrayBuffer>): void {
     const before = this.#batcher.bytes;
-    this.#batcher.addControl(RecordType.Close, body);
+    this.#batcher.addControl(type, body);
     this.#unwritten += this.#batcher.bytes - before;
     this.#pump();
   }
@@ -611,6 +746,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
         ...(error === undefined ? {} : { error }),
       };
     }
+    clearTimeout(this.#heartbeat);
     closeQuietly(this.#conn);
     this.#budget?.add(-this.#assembling);
     this.#budget?.settle(this);
@@ -709,6 +845,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     const timer = setTimeout(() => this.#writeTimedOut(), this.#writeTimeout);
     try {
       await writeAll(this.#conn, frame);
+      this.#lastWrite = performance.now();
     } finally {
       clearTimeout(timer);
     }

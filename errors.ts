@@ -125,7 +125,9 @@ export type CloseReason =
   | "internal-error"
   | "truncated"
   | "reset"
-  | "aborted";
+  | "aborted"
+  | "idle-timeout"
+  | "slow-consumer";
 
 /**
  * The connection is closed: nothing more can be sent or will arrive.
@@ -332,6 +334,57 @@ export class MessageTooLargeError extends RangeError {
     );
     this.name = "MessageTooLargeError";
     this.size = size;
+    this.limit = limit;
+  }
+}
+
+/**
+ * A send was refused because the connection's write buffer already holds
+ * `maxBufferedAmount` bytes: sends were not awaited and the peer reads slower
+ * than they come. Await `send()` (or `flush()`) before sending more, or raise
+ * `maxBufferedAmount`. Nothing of this message was queued; the connection
+ * carries on.
+ *
+ * @example Sends that are not awaited meet the bound
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BufferFullError, ClientNetwork, ServerNetwork } from "@aesm/aesm";
+ *
+ * await using server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0 });
+ * await using client = await ClientNetwork.connect({
+ *   hostname: "127.0.0.1",
+ *   port: server.port,
+ *   writeHighWaterMark: 1024,
+ *   maxBufferedAmount: 1024,
+ * });
+ * const first = client.send(new Uint8Array(4096)); // Accepted: the buffer was empty.
+ * const error = await client.send("more").catch((error) => error);
+ * assert.ok(error instanceof BufferFullError);
+ * assert.equal(error.limit, 1024);
+ * await first;
+ * await client.flush();
+ * await client.send("after a flush");
+ * ```
+ */
+export class BufferFullError extends Error {
+  /** The bytes waiting to be written when the send was refused. */
+  readonly bufferedAmount: number;
+  /** The connection's `maxBufferedAmount`. */
+  readonly limit: number;
+
+  /**
+   * Creates the error.
+   *
+   * @param bufferedAmount The bytes waiting to be written.
+   * @param limit The connection's `maxBufferedAmount`.
+   */
+  constructor(bufferedAmount: number, limit: number) {
+    super(
+      `Cannot send message: ${bufferedAmount} bytes already wait to be written ` +
+        `(maxBufferedAmount ${limit}); await send() or flush() before sending more`,
+    );
+    this.name = "BufferFullError";
+    this.bufferedAmount = bufferedAmount;
     this.limit = limit;
   }
 }
