@@ -439,9 +439,12 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     if (marked && queued > 0 && queued + this.#assembling >= this.#highWaterMark) {
       return this.#sink.space();
     }
-    const overdraw = queued === 0 && this.#assembling > 0;
-    if (this.#budget?.admits(this, overdraw) === false) return this.#budget.changed();
-    return undefined;
+    // The budget holds back connections with bytes held; one with none may
+    // read (one read's worth), so that a Close or a first message still
+    // gets through a full budget.
+    if (this.#budget === undefined || (queued === 0 && this.#assembling === 0)) return undefined;
+    const overdraw = queued === 0;
+    return this.#budget.admits(this, overdraw) ? undefined : this.#budget.changed();
   }
 
   #hold(bytes: number): void {

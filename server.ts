@@ -190,12 +190,14 @@ export interface ServerOptions extends ConnectionOptions {
   maxConnectionsPerAddress?: number;
   /**
    * Bytes of received messages held across all connections (queued, or
-   * being assembled) before connections pause reading: a server-wide bound
-   * under every connection's `highWaterMark`. Paused connections all resume
-   * once the application takes packets; nothing is dropped. Memory can pass
-   * it by one read per connection (256 KiB) and one message being finished
-   * (`maxMessageSize`). An application that reads some connections and never
-   * others can stall the ones it reads once the others fill this.
+   * being assembled) before connections holding some pause reading: a
+   * server-wide bound under every connection's `highWaterMark`. Paused
+   * connections all resume once the application takes packets; nothing is
+   * dropped. A connection holding nothing still reads, so that a close gets
+   * through. Memory can pass the bound by one read per connection (256 KiB)
+   * and one message being finished (`maxMessageSize`). An application that
+   * reads some connections and never others can stall the ones it reads
+   * once the others fill this.
    *
    * @default {268435456}
    */
