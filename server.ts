@@ -173,17 +173,17 @@ export interface ServerOptions extends ConnectionOptions {
    */
   maxPendingHandshakes?: number;
   /**
-   * Handshakes in progress at once from one IP address; more are refused
-   * with reason `"too-many-from-address"`. Raise it for tests that open
-   * many clients at once from one address.
+   * Handshakes in progress at once from one IP address (for IPv6, one /64
+   * prefix); more are refused with reason `"too-many-from-address"`. Raise
+   * it for tests that open many clients at once from one address.
    *
    * @default {32}
    */
   maxHandshakesPerAddress?: number;
   /**
-   * Established connections at once from one IP address; more are refused
-   * with reason `"too-many-from-address"`. Raise it for tests or proxies
-   * that connect many clients from one address.
+   * Established connections at once from one IP address (for IPv6, one /64
+   * prefix); more are refused with reason `"too-many-from-address"`. Raise
+   * it for tests or proxies that connect many clients from one address.
    *
    * @default {256}
    */
@@ -805,15 +805,15 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   #admit(conn: Deno.TcpConn): void {
     const address = formatAddress(conn.remoteAddr);
     if (this.#stopping.signal.aborted) return void conn.close();
-    const host = conn.remoteAddr.hostname;
-    const refused = this.#admission(host);
+    const host = sourceOf(conn.remoteAddr.hostname);
+    const refused = this.#admission(conn.remoteAddr.hostname, host);
     if (refused !== undefined) return this.#refuseAtAccept(conn, address, refused);
     this.#count(host, 1, 0);
     this.#track(this.#handshake(conn, address, host));
   }
 
-  #admission(host: string): RefuseReason | undefined {
-    if (this.#allowedHostnames && !this.#allowedHostnames.has(host)) return "unauthorized";
+  #admission(hostname: string, host: string): RefuseReason | undefined {
+    if (this.#allowedHostnames && !this.#allowedHostnames.has(hostname)) return "unauthorized";
     if (this.#connected >= this.#maxConnections) return "server-full";
     const mine = this.#perAddress.get(host);
     if ((mine?.handshakes ?? 0) >= this.#maxHandshakesPerAddress) return "too-many-from-address";
@@ -1013,6 +1013,26 @@ function fitDescriptors(maxConnections: number | undefined, maxPending: number):
     `Cannot listen: ${asked} and maxPendingHandshakes ${maxPending} need ${need} file ` +
       `descriptors, but the open-file limit is ${limit}; raise it (ulimit -n) or lower them`,
   );
+}
+
+/**
+ * The source the per-address bounds count against: the IPv4 address (an
+ * IPv4-mapped IPv6 one unwrapped), or the /64 prefix of an IPv6 address,
+ * since one host commonly has a whole /64 to pick addresses from.
+ */
+function sourceOf(hostname: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(hostname);
+  if (mapped !== null) return mapped[1];
+  if (!hostname.includes(":")) return hostname;
+  const [head, tail = ""] = hostname.toLowerCase().split("::");
+  const left = head === "" ? [] : head.split(":");
+  const right = tail === "" ? [] : tail.split(":");
+  const groups = [
+    ...left,
+    ...Array(Math.max(0, 8 - left.length - right.length)).fill("0"),
+    ...right,
+  ];
+  return `${groups.slice(0, 4).map((group) => group.replace(/^0+(?=.)/, "")).join(":")}::/64`;
 }
 
 /** Waits `ms`, or less if `signal` aborts; leaves no timer behind. */
