@@ -59,6 +59,7 @@ import { encodeRefuse, establishServer, withDeadline } from "./_establish.ts";
 import { abortable } from "./_abort.ts";
 import { type ActivityWriter, internals } from "./_internal.ts";
 import { openFileLimit } from "./_limits.ts";
+import { sourceOf } from "./_source.ts";
 import { closeQuietly, sendAndClose } from "./_socket.ts";
 import { ActivityLog, type ActivityRecord, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
@@ -1013,26 +1014,6 @@ function fitDescriptors(maxConnections: number | undefined, maxPending: number):
     `Cannot listen: ${asked} and maxPendingHandshakes ${maxPending} need ${need} file ` +
       `descriptors, but the open-file limit is ${limit}; raise it (ulimit -n) or lower them`,
   );
-}
-
-/**
- * The source the per-address bounds count against: the IPv4 address (an
- * IPv4-mapped IPv6 one unwrapped), or the /64 prefix of an IPv6 address,
- * since one host commonly has a whole /64 to pick addresses from.
- */
-function sourceOf(hostname: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(hostname);
-  if (mapped !== null) return mapped[1];
-  if (!hostname.includes(":")) return hostname;
-  const [head, tail = ""] = hostname.toLowerCase().split("::");
-  const left = head === "" ? [] : head.split(":");
-  const right = tail === "" ? [] : tail.split(":");
-  const groups = [
-    ...left,
-    ...Array(Math.max(0, 8 - left.length - right.length)).fill("0"),
-    ...right,
-  ];
-  return `${groups.slice(0, 4).map((group) => group.replace(/^0+(?=.)/, "")).join(":")}::/64`;
 }
 
 /** Waits `ms`, or less if `signal` aborts; leaves no timer behind. */
