@@ -96,7 +96,8 @@ export interface ConnectionOptions {
    * Milliseconds `close()` waits to flush and for the peer's close before it
    * cuts the connection, counted from the last bytes received: a peer still
    * sending its last data is not cut off. The whole close never takes more
-   * than twice this, and once this side's Close is sent it reads at most
+   * than twice this (and, when the peer never answered, up to a second
+   * more to send it a last Close), and once this side's Close is sent it reads at most
    * `highWaterMark` more bytes: a peer that ignores the Close cannot hold
    * the connection open.
    *

@@ -735,8 +735,9 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * Stops the server: stops accepting, ends handshakes in progress, closes
    * every connection with an authenticated close after flushing what was
    * sent, and releases every socket and timer. Idempotent. Packets already
-   * received stay readable. Resolves within about twice `closeTimeout`
-   * (plus the 500 ms a refused socket lingers), whatever the peers do.
+   * received stay readable. Resolves within about twice `closeTimeout`,
+   * plus up to a second to send a last Close to peers that never answered
+   * and the 500 ms a refused socket lingers, whatever the peers do.
    */
   stop(): Promise<void> {
     this.#stopped ??= this.#stop();
