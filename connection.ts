@@ -97,7 +97,8 @@ export interface ConnectionOptions {
    * Milliseconds `close()` waits to flush and for the peer's close before it
    * cuts the connection, counted from the last bytes received: a peer still
    * sending its last data is not cut off. The whole close never takes more
-   * than twice this, and once this side's Close is sent it reads at most
+   * than twice this (and, when the peer never answered, up to a second
+   * more to send it a last Close), and once this side's Close is sent it reads at most
    * `highWaterMark` more bytes: a peer that ignores the Close cannot hold
    * the connection open.
    *
@@ -570,9 +571,12 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     if (marked && queued > 0 && queued + this.#assembling >= this.#highWaterMark) {
       return this.#sink.space();
     }
-    const overdraw = queued === 0 && this.#assembling > 0;
-    if (this.#budget?.admits(this, overdraw) === false) return this.#budget.changed();
-    return undefined;
+    // The budget holds back connections with bytes held; one with none may
+    // read (one read's worth), so that a Close or a first message still
+    // gets through a full budget.
+    if (this.#budget === undefined || (queued === 0 && this.#assembling === 0)) return undefined;
+    const overdraw = queued === 0;
+    return this.#budget.admits(this, overdraw) ? undefined : this.#budget.changed();
   }
 
   #hold(bytes: number): void {

@@ -59,6 +59,7 @@ import { encodeRefuse, establishServer, withDeadline } from "./_establish.ts";
 import { abortable } from "./_abort.ts";
 import { type ActivityWriter, internals } from "./_internal.ts";
 import { openFileLimit } from "./_limits.ts";
+import { sourceOf } from "./_source.ts";
 import { closeQuietly, sendAndClose } from "./_socket.ts";
 import { ActivityLog, type ActivityRecord, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
@@ -173,29 +174,31 @@ export interface ServerOptions extends ConnectionOptions {
    */
   maxPendingHandshakes?: number;
   /**
-   * Handshakes in progress at once from one IP address; more are refused
-   * with reason `"too-many-from-address"`. Raise it for tests that open
-   * many clients at once from one address.
+   * Handshakes in progress at once from one IP address (for IPv6, one /64
+   * prefix); more are refused with reason `"too-many-from-address"`. Raise
+   * it for tests that open many clients at once from one address.
    *
    * @default {32}
    */
   maxHandshakesPerAddress?: number;
   /**
-   * Established connections at once from one IP address; more are refused
-   * with reason `"too-many-from-address"`. Raise it for tests or proxies
-   * that connect many clients from one address.
+   * Established connections at once from one IP address (for IPv6, one /64
+   * prefix); more are refused with reason `"too-many-from-address"`. Raise
+   * it for tests or proxies that connect many clients from one address.
    *
    * @default {256}
    */
   maxConnectionsPerAddress?: number;
   /**
    * Bytes of received messages held across all connections (queued, or
-   * being assembled) before connections pause reading: a server-wide bound
-   * under every connection's `highWaterMark`. Paused connections all resume
-   * once the application takes packets; nothing is dropped. Memory can pass
-   * it by one read per connection (256 KiB) and one message being finished
-   * (`maxMessageSize`). An application that reads some connections and never
-   * others can stall the ones it reads once the others fill this.
+   * being assembled) before connections holding some pause reading: a
+   * server-wide bound under every connection's `highWaterMark`. Paused
+   * connections all resume once the application takes packets; nothing is
+   * dropped. A connection holding nothing still reads, so that a close gets
+   * through. Memory can pass the bound by one read per connection (256 KiB)
+   * and one message being finished (`maxMessageSize`). An application that
+   * reads some connections and never others can stall the ones it reads
+   * once the others fill this.
    *
    * @default {268435456}
    */
@@ -732,8 +735,9 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * Stops the server: stops accepting, ends handshakes in progress, closes
    * every connection with an authenticated close after flushing what was
    * sent, and releases every socket and timer. Idempotent. Packets already
-   * received stay readable. Resolves within about twice `closeTimeout`
-   * (plus the 500 ms a refused socket lingers), whatever the peers do.
+   * received stay readable. Resolves within about twice `closeTimeout`,
+   * plus up to a second to send a last Close to peers that never answered
+   * and the 500 ms a refused socket lingers, whatever the peers do.
    */
   stop(): Promise<void> {
     this.#stopped ??= this.#stop();
@@ -803,15 +807,15 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   #admit(conn: Deno.TcpConn): void {
     const address = formatAddress(conn.remoteAddr);
     if (this.#stopping.signal.aborted) return void conn.close();
-    const host = conn.remoteAddr.hostname;
-    const refused = this.#admission(host);
+    const host = sourceOf(conn.remoteAddr.hostname);
+    const refused = this.#admission(conn.remoteAddr.hostname, host);
     if (refused !== undefined) return this.#refuseAtAccept(conn, address, refused);
     this.#count(host, 1, 0);
     this.#track(this.#handshake(conn, address, host));
   }
 
-  #admission(host: string): RefuseReason | undefined {
-    if (this.#allowedHostnames && !this.#allowedHostnames.has(host)) return "unauthorized";
+  #admission(hostname: string, host: string): RefuseReason | undefined {
+    if (this.#allowedHostnames && !this.#allowedHostnames.has(hostname)) return "unauthorized";
     if (this.#connected >= this.#maxConnections) return "server-full";
     const mine = this.#perAddress.get(host);
     if ((mine?.handshakes ?? 0) >= this.#maxHandshakesPerAddress) return "too-many-from-address";

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { ClientNetwork } from "../client.ts";
-import { mib, RejectionTrap, within } from "./_adversary.ts";
+import { checkSequenced, mib, RejectionTrap, sequenced, within, withServer } from "./_adversary.ts";
 
 const MiB = 1024 * 1024;
 const PEERS = 64;
@@ -97,4 +97,51 @@ Deno.test(`${PEERS} peers flooding a server that reads nothing stay within maxQu
     await Promise.all(clients.map((client) => client.close()));
   }
   trap.check(failure);
+});
+
+Deno.test("With maxQueuedBytes full, every flooding peer keeps its turn as the application reads, in order", async () => {
+  const peers = 16;
+  const budget = 1 * MiB;
+  await withServer({ maxQueuedBytes: budget, maxHandshakesPerAddress: peers }, async (server) => {
+    const clients = await Promise.all(
+      Array.from(
+        { length: peers },
+        () => ClientNetwork.connect({ hostname: "127.0.0.1", port: server.port }),
+      ),
+    );
+    const index = new Map(clients.map((client, c) => [client.localAddress, c]));
+    let stop = false;
+    const senders = clients.map(async (client) => {
+      try {
+        for (let i = 0; !stop; i++) await client.send(sequenced(i, 16 * 1024));
+      } catch {
+        // Closed at the end of the test.
+      }
+    });
+    try {
+      // Let the budget fill while nothing reads.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const next = new Array<number>(peers).fill(0);
+      for (let n = 0; n < 4000; n++) {
+        const packet = await within(server.receive(), 10_000, "a packet");
+        const c = index.get(packet!.address)!;
+        assert.equal(checkSequenced(packet!.data as Uint8Array), next[c]++, `peer ${c} in order`);
+      }
+      console.log(`budget fairness: packets per peer ${next.join(", ")}`);
+      assert.ok(next.every((count) => count > 0), "every peer got through");
+      stop = true;
+      // Their closes get through once what they sent is read.
+      const reader = (async () => {
+        for (let p = await server.receive(); p !== undefined; p = await server.receive());
+      })();
+      const infos = await Promise.all(clients.map((client) => client.close()));
+      assert.deepEqual(infos.map((info) => info.reason), clients.map(() => "normal"));
+      await server.stop();
+      await reader;
+    } finally {
+      stop = true;
+      await Promise.all(clients.map((client) => client.close()));
+      await Promise.all(senders);
+    }
+  }, { sentinel: false });
 });
