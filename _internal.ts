@@ -52,5 +52,17 @@ export const internals: {
     budget?: ByteBudget,
   ) => PacketQueue;
   openConnection?: (init: ConnectionInit) => Connection;
+  /** Queues an encoded message without waiting for room; throws what `send()` would reject with. */
+  enqueueMessage?: (connection: Connection, bytes: Uint8Array, text: boolean) => void;
+  /** Whether the connection's write buffer is at or past its `writeHighWaterMark`. */
+  isBehind?: (connection: Connection) => boolean;
+  /** Whether `size` more bytes would take the connection's write buffer past `maxBufferedAmount`. */
+  isFull?: (connection: Connection, size: number) => boolean;
+  /** Bytes the connection has written so far: grows while the peer reads. */
+  progress?: (connection: Connection) => number;
+  /** Resolves once the write buffer is under `writeHighWaterMark` (rejects if the connection ends). */
+  drained?: (connection: Connection) => Promise<void>;
+  /** Ends a connection at once with reason `slow-consumer`. */
+  disconnectSlow?: (connection: Connection) => void;
   writerOf?: (log: ActivityLog) => ActivityWriter;
 } = {};

@@ -260,6 +260,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #heartbeat: ReturnType<typeof setTimeout> | undefined;
   #lastWrite = performance.now();
   #unwritten = 0;
+  #written = 0;
   #sinceRekey = 0;
   #pumping = false;
   #drain: PromiseWithResolvers<void> | undefined;
@@ -277,6 +278,21 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
 
   static {
     internals.openConnection = (init: ConnectionInit) => new Connection(init);
+    internals.enqueueMessage = (connection, bytes, text) => connection.#enqueueBytes(bytes, text);
+    internals.isBehind = (connection) => connection.#unwritten >= connection.#writeHighWaterMark;
+    internals.progress = (connection) => connection.#written;
+    internals.drained = (connection) => {
+      if (connection.#unwritten < connection.#writeHighWaterMark) return Promise.resolve();
+      connection.#drain ??= Promise.withResolvers<void>();
+      return connection.#drain.promise;
+    };
+    internals.isFull = (connection, size) =>
+      connection.#unwritten + size > connection.#maxBufferedAmount;
+    internals.disconnectSlow = (connection) => {
+      const message = `Cannot keep up: ${connection.#unwritten} bytes wait to be written ` +
+        "and the peer reads too slowly for a broadcast";
+      connection.#fail({ reason: "slow-consumer", clean: false, by: "local", message }, false);
+    };
   }
 
   private constructor(init: ConnectionInit) {
@@ -384,11 +400,14 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     if (!text && !(data instanceof Uint8Array)) {
       throw new TypeError("Cannot send message: expected a string or a Uint8Array");
     }
+    this.#enqueueBytes(text ? encoder.encode(data) : data, text);
+  }
+
+  #enqueueBytes(bytes: Uint8Array, text: boolean): void {
     this.#checkOpen("send message");
     if (this.#unwritten >= this.#maxBufferedAmount) {
       throw new BufferFullError(this.#unwritten, this.#maxBufferedAmount);
     }
-    const bytes = text ? encoder.encode(data) : data;
     if (bytes.length > this.peerMaxMessageSize) {
       throw new MessageTooLargeError(bytes.length, this.peerMaxMessageSize);
     }
@@ -803,6 +822,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
         const { frame, size } = await next;
         await this.#write(frame);
         this.#unwritten -= size;
+        this.#written += size;
         if (this.#unwritten < this.#writeHighWaterMark) {
           this.#drain?.resolve();
           this.#drain = undefined;

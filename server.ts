@@ -216,6 +216,19 @@ export interface ServerOptions extends ConnectionOptions {
    */
   activityLimit?: number;
   /**
+   * What `sendAll()` and `broadcast()` do with a member that reads slower
+   * than messages come (its write buffer would pass `maxBufferedAmount`): end
+   * it with reason `"slow-consumer"` (`"disconnect"`), skip it for that
+   * message (`"drop"`, reported in `broadcast()`'s result), or wait for it
+   * once past its `writeHighWaterMark` (`"wait"`, which lets one member stall
+   * every broadcast). Disconnecting is the
+   * default, as in NATS: nothing is lost silently, the member learns why, and
+   * the others are never held up.
+   *
+   * @default {"disconnect"}
+   */
+  slowConsumer?: SlowConsumerPolicy;
+  /**
    * The listen backlog, for bursts of connects.
    *
    * @default {1024}
@@ -468,8 +481,44 @@ export interface BroadcastResult {
   readonly sent: number;
   /** Open connections skipped because the message exceeds their `maxMessageSize`. */
   readonly tooLarge: readonly Connection[];
-  /** Connections that closed before the message could be queued for them. */
+  /** Connections that closed (or refused the message) before it could be queued for them. */
   readonly failed: readonly Connection[];
+  /** Slow members the message was not sent to (policy `"drop"`). */
+  readonly dropped: readonly Connection[];
+  /** Slow members ended with reason `"slow-consumer"` (policy `"disconnect"`). */
+  readonly disconnected: readonly Connection[];
+}
+
+/**
+ * What a broadcast does with a member too slow to take a message (its write
+ * buffer would pass `maxBufferedAmount`): end it (`"disconnect"`, reason
+ * `"slow-consumer"`) or skip it for this message (`"drop"`); or wait for any
+ * member past its `writeHighWaterMark` (`"wait"`, which lets one member hold
+ * up the broadcast).
+ */
+export type SlowConsumerPolicy = "disconnect" | "drop" | "wait";
+
+/** Options of {@linkcode ServerNetwork.broadcast}. */
+export interface BroadcastOptions {
+  /**
+   * The policy for slow members, for this message.
+   *
+   * @default {"disconnect"}
+   */
+  slowConsumer?: SlowConsumerPolicy;
+}
+
+const SLOW_CONSUMER_POLICIES: readonly string[] = ["disconnect", "drop", "wait"];
+// The longest a broadcast waits for members that are behind but still writing.
+const PACE_MS = 250;
+
+function checkSlowConsumer(policy: unknown): SlowConsumerPolicy {
+  if (!SLOW_CONSUMER_POLICIES.includes(policy as string)) {
+    throw new TypeError(
+      `Cannot use slowConsumer: expected "disconnect", "drop" or "wait", got ${describe(policy)}`,
+    );
+  }
+  return policy as SlowConsumerPolicy;
 }
 
 /**
@@ -512,6 +561,8 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   #accepted = new AsyncQueue<Connection>();
   #keyPair: KeyPair | undefined;
   #config: CommonConfig;
+  #slowConsumer: SlowConsumerPolicy;
+  #progressSeen = new WeakMap<Connection, number>();
   #maxConnections: number;
   #maxPendingHandshakes: number;
   #maxHandshakesPerAddress: number;
@@ -553,6 +604,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       128,
     );
     this.#maxConnections = fitDescriptors(options.maxConnections, this.#maxPendingHandshakes);
+    this.#slowConsumer = checkSlowConsumer(options.slowConsumer ?? "disconnect");
     this.#budget = new ByteBudget(
       positive(options.maxQueuedBytes, "maxQueuedBytes", DEFAULT_MAX_QUEUED_BYTES),
     );
@@ -640,9 +692,10 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   /**
    * Takes the next connection that completed its handshake and was not yet
    * accepted, waiting for one. Up to `maxConnections` unaccepted connections
-   * are kept; older ones are only in `connections`. A connection that ended
-   * before it was accepted is skipped, unless packets still wait on it (then
-   * it comes with `isClosed` true: read its packets, do not send).
+   * are kept; older ones are only in `connections`. A connection can end
+   * before it is accepted: it still comes, in its turn, with `isClosed` true
+   * and `closed` saying why, and its packets stay readable. Check `isClosed`
+   * (or catch `ConnectionClosedError`) before sending to it.
    *
    * @param options A signal to stop waiting.
    * @returns The connection.
@@ -650,11 +703,9 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   async accept(options?: ReceiveOptions): Promise<Connection> {
-    while (true) {
-      const connection = await this.#accepted.receive(options?.signal);
-      if (connection === undefined) throw new TypeError("Cannot accept: the server has stopped");
-      if (!connection.isClosed || connection.data.length > 0) return connection;
-    }
+    const connection = await this.#accepted.receive(options?.signal);
+    if (connection === undefined) throw new TypeError("Cannot accept: the server has stopped");
+    return connection;
   }
 
   /**
@@ -693,10 +744,11 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   /**
-   * Sends a message to every open connection (the original's `sendAll`). A
-   * connection whose peer accepts no message that large is skipped, not
-   * failed: the others still get it; {@linkcode ServerNetwork.broadcast}
-   * says which were skipped.
+   * Sends a message to every open connection (the original's `sendAll`),
+   * never waiting on one member. A connection whose peer accepts no message
+   * that large is skipped, not failed: the others still get it; a member that
+   * reads too slowly is handled by the `slowConsumer` policy (by default
+   * disconnected). {@linkcode ServerNetwork.broadcast} says which were which.
    *
    * @param data A string or bytes.
    * @returns How many connections it was queued for.
@@ -708,27 +760,102 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
 
   /**
    * Sends a message to every open connection, and says what happened to each.
+   * It never waits on one member: a member too slow to take the message (its
+   * write buffer would pass its `maxBufferedAmount`) is handled by the
+   * `slowConsumer` policy: disconnected (the default, reason
+   * `"slow-consumer"`) or skipped (`"drop"`); with `"wait"`, a member past
+   * its `writeHighWaterMark` is waited for instead. When members are past
+   * their `writeHighWaterMark`, the broadcast gives the event loop one turn
+   * before it resolves, so a loop of broadcasts lets the sockets drain.
    *
    * @param data A string or bytes.
-   * @returns How many got it, which were skipped (message over their `maxMessageSize`) and which
-   * closed first.
-   * @throws {TypeError} If `data` is neither a string nor a `Uint8Array`.
+   * @param options The slow-consumer policy for this message, if not the server's.
+   * @returns How many got it, and which were skipped, dropped, disconnected or had closed.
+   * @throws {TypeError} If `data` is neither a string nor a `Uint8Array`, or the policy is unknown.
+   *
+   * @example One member that stopped reading does not hold up the others
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { ClientNetwork, ServerNetwork } from "@aesm/aesm";
+   *
+   * await using server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using client = await ClientNetwork.connect({ hostname: "127.0.0.1", port: server.port });
+   * const result = await server.broadcast("news", { slowConsumer: "drop" });
+   * assert.deepEqual([result.sent, result.dropped.length], [1, 0]);
+   * assert.equal((await client.receive())?.text(), "news");
+   * ```
    */
-  async broadcast(data: string | Uint8Array): Promise<BroadcastResult> {
+  async broadcast(data: string | Uint8Array, options?: BroadcastOptions): Promise<BroadcastResult> {
     if (typeof data !== "string" && !(data instanceof Uint8Array)) {
       throw new TypeError("Cannot send message: expected a string or a Uint8Array");
     }
-    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-    const tooLarge: Connection[] = [];
-    const targets: Connection[] = [];
+    const policy = checkSlowConsumer(options?.slowConsumer ?? this.#slowConsumer);
+    const text = typeof data === "string";
+    const bytes = text ? new TextEncoder().encode(data) : data;
+    const result = { sent: 0, tooLarge: [], failed: [], dropped: [], disconnected: [] } as {
+      sent: number;
+      tooLarge: Connection[];
+      failed: Connection[];
+      dropped: Connection[];
+      disconnected: Connection[];
+    };
+    const waits: Promise<void>[] = [];
+    let behind = false;
     for (const connection of this.connections) {
       if (connection.isClosed) continue;
-      if (bytes.length > connection.peerMaxMessageSize) tooLarge.push(connection);
-      else targets.push(connection);
+      if (bytes.length > connection.peerMaxMessageSize) {
+        result.tooLarge.push(connection);
+      } else if (policy === "wait" && internals.isBehind!(connection)) {
+        waits.push(
+          connection.send(data).then(() => void result.sent++, () => {
+            result.failed.push(connection);
+          }),
+        );
+      } else if (policy !== "wait" && internals.isFull!(connection, bytes.length)) {
+        if (policy === "drop") result.dropped.push(connection);
+        else {
+          result.disconnected.push(connection);
+          internals.disconnectSlow!(connection);
+        }
+      } else {
+        try {
+          internals.enqueueMessage!(connection, bytes, text);
+          result.sent++;
+          behind ||= internals.isBehind!(connection);
+        } catch {
+          result.failed.push(connection);
+        }
+      }
     }
-    const results = await Promise.allSettled(targets.map((connection) => connection.send(data)));
-    const failed = targets.filter((_, i) => results[i].status === "rejected");
-    return { sent: targets.length - failed.length, tooLarge, failed };
+    await Promise.all(waits);
+    if (behind) await this.#pace();
+    return result;
+  }
+
+  // A loop of broadcasts must go at the pace of the members that keep up, not
+  // faster than the sockets (or this process's own encryption) drain, or every
+  // member would end up "slow". So wait, for at most PACE_MS, until the members
+  // past their mark that are still writing drain below it. A member that wrote
+  // nothing since the last look is stalled: it is not waited for, and falls
+  // behind until the slow-consumer policy takes it.
+  async #pace(): Promise<void> {
+    const draining: Promise<void>[] = [];
+    for (const connection of this.connections) {
+      if (connection.isClosed || !internals.isBehind!(connection)) continue;
+      const written = internals.progress!(connection);
+      if (this.#progressSeen.get(connection) !== written) {
+        this.#progressSeen.set(connection, written);
+        draining.push(internals.drained!(connection).catch(() => {}));
+      }
+    }
+    if (draining.length === 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const capped = new Promise<void>((resolve) => timer = setTimeout(resolve, PACE_MS));
+    try {
+      await Promise.race([Promise.all(draining), capped]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /**

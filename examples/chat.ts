@@ -1,5 +1,5 @@
 // Copyright 2026 the aesm authors. MIT license.
-// A small chat. The server relays each line to every other member; members
+// A small chat. The server relays each line to every member; members
 // share a pre-shared key, so only they can join.
 //
 //   head -c 32 /dev/urandom > chat.psk        (once; give the file to every member)
@@ -26,13 +26,9 @@ if (mode === "server") {
   });
   console.log(`chat server on ${server.address} for ${seconds} s`);
   const timer = setTimeout(() => server.stop(), seconds * 1000);
-  for await (const packet of server) {
-    for (const member of server.connections) {
-      if (member === packet.connection || member.isClosed) continue;
-      // Not awaited: one member that stops reading must not hold up the room.
-      member.send(packet.text()).catch(() => {});
-    }
-  }
+  // A member that stops reading is disconnected (slowConsumer "disconnect", the default), so
+  // it never holds up the room; everyone else gets every line.
+  for await (const packet of server) await server.sendAll(packet.text());
   clearTimeout(timer);
 } else {
   const name = third ?? "guest";
@@ -44,7 +40,9 @@ if (mode === "server") {
   });
   console.log(`joined as ${name}; type a line to send it`);
   const printing = (async () => {
-    for await (const packet of client) console.log(packet.text());
+    for await (const packet of client) {
+      if (!packet.text().startsWith(`${name}: `)) console.log(packet.text()); // Not our own lines.
+    }
   })();
   const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream());
   let pending = "";
