@@ -712,18 +712,9 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   // pass for a confirmation (PROTOCOL.md section 8): a second Close record
   // (timeout) goes first, which the peer cannot take for a clean end, since
   // nothing may follow a Close.
-  async #giveUp(): Promise<void> {
-    if (this.#state === "closed") return;
-    this.#queueClose("timeout", "");
-    const timer = setTimeout(() => this.#finish(), Math.min(this.#closeTimeout, 1000));
-    try {
-      await this.flush();
-    } catch {
-      // The record is a courtesy.
-    } finally {
-      clearTimeout(timer);
-      this.#finish();
-    }
+  #giveUp(): Promise<void> {
+    if (this.#state === "closed") return Promise.resolve();
+    return this.#sendCloseAndFinish("timeout");
   }
 
   // An unclean end: tell the peer why if we can, then cut.
@@ -733,7 +724,12 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     this.#sink.release(); // Read on past the high-water mark while closing.
     this.#info ??= info;
     if (!tellPeer) return this.#finish();
-    this.#queueClose(info.reason, "");
+    await this.#sendCloseAndFinish(info.reason);
+  }
+
+  // Queues a Close record, gives it a short while to go out, then ends.
+  async #sendCloseAndFinish(reason: CloseReason): Promise<void> {
+    this.#queueClose(reason, "");
     const timer = setTimeout(() => this.#finish(), Math.min(this.#closeTimeout, 1000));
     try {
       await this.flush();
