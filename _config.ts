@@ -13,6 +13,8 @@ import {
   DEFAULT_IDLE_TIMEOUT,
   DEFAULT_MAX_MESSAGE_SIZE,
 } from "./connection.ts";
+import { MIN_MAX_MESSAGE_SIZE } from "./_establish.ts";
+import { MIN_REKEY_INTERVAL } from "./_transport_limits.ts";
 
 /** The application name both sides use when none is given. */
 export const DEFAULT_APPLICATION_NAME = "aesm";
@@ -88,9 +90,32 @@ export function checkPsk(psk: unknown): Bytes | undefined {
   return copy(psk);
 }
 
-/** Checks the largest message size. */
+/** Checks the largest message size: a peer refuses one below the protocol's floor. */
 export function checkMaxMessageSize(value: number | undefined): number {
-  return positive(value, "maxMessageSize", DEFAULT_MAX_MESSAGE_SIZE, 0xffff_ffff);
+  return atLeast(
+    value,
+    "maxMessageSize",
+    MIN_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    0xffff_ffff,
+  );
+}
+
+/** Checks an integer option with a floor the protocol sets, returning it or its default. */
+function atLeast(
+  value: number | undefined,
+  name: string,
+  min: number,
+  fallback: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new RangeError(
+      `Cannot use option ${name}: expected an integer from ${min} to ${max}, got ${value}`,
+    );
+  }
+  return value;
 }
 
 /**
@@ -182,7 +207,6 @@ export function commonConfig(
   for (
     const name of [
       "writeHighWaterMark",
-      "rekeyAfterBytes",
       "closeTimeout",
       "writeTimeout",
       "maxBufferedAmount",
@@ -190,6 +214,8 @@ export function commonConfig(
   ) {
     positive(options[name], name, 1);
   }
+  // A peer refuses rekeys closer together than this (PROTOCOL.md section 6).
+  atLeast(options.rekeyAfterBytes, "rekeyAfterBytes", MIN_REKEY_INTERVAL, MIN_REKEY_INTERVAL);
   checkHeartbeat(options);
   return {
     applicationName: checkApplicationName(options.applicationName),

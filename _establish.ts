@@ -7,7 +7,7 @@
  */
 
 import { type Bytes, concat, EMPTY, equal } from "./_bytes.ts";
-import { hash } from "./_primitives.ts";
+import { hash, TAGLEN } from "./_primitives.ts";
 import type { CipherState, KeyPair } from "./cipher.ts";
 import {
   AuthenticationError,
@@ -17,7 +17,7 @@ import {
   TimeoutError,
 } from "./errors.ts";
 import { encodeFrame, encodeFrameHeader, type Frame, FrameType } from "./framing.ts";
-import { HandshakeError, HandshakeState } from "./handshake.ts";
+import { type HandshakeError, HandshakeState } from "./handshake.ts";
 import { FrameReader } from "./_frame_reader.ts";
 import { sendAndClose, writeAll } from "./_socket.ts";
 
@@ -27,11 +27,31 @@ export const MAGIC = new Uint8Array([0x61, 0x65, 0x73, 0x6d]);
 export const VERSION = 1;
 /** Length of the client's preamble. */
 export const PREAMBLE_LENGTH = 16;
-/** The Noise protocols, by the preamble's protocol byte. */
-export const PROTOCOLS = [
-  "Noise_XX_25519_AESGCM_SHA256",
-  "Noise_XXpsk3_25519_AESGCM_SHA256",
-] as const;
+/** The Noise protocols, by the preamble's protocol byte (`01`, XXpsk3, is retired). */
+export const PROTOCOLS: Readonly<Record<number, string>> = {
+  0x00: "Noise_XX_25519_AESGCM_SHA256",
+  0x02: "Noise_XXpsk0_25519_AESGCM_SHA256",
+};
+/** The preamble's protocol byte without and with a psk. */
+export const PROTOCOL_BYTE = { plain: 0x00, psk: 0x02 } as const;
+/** The retired protocol byte of `Noise_XXpsk3_25519_AESGCM_SHA256`: always refused. */
+export const RETIRED_PSK3_BYTE = 0x01;
+/** The highest protocol byte defined. */
+const MAX_PROTOCOL_BYTE = 0x02;
+
+/**
+ * The smallest `max_message_size` a peer may advertise: 64 KiB, what one
+ * frame holds, so it costs a receiver no more memory than the frame buffer it
+ * already has, and any message up to it reaches any conforming peer.
+ */
+export const MIN_MAX_MESSAGE_SIZE = 64 * 1024;
+
+/** Exact length of message 1 (`-> e`, empty payload): with XX, and with XXpsk0 (a tag). */
+export const MESSAGE1_LENGTH = { plain: 32, psk: 48 } as const;
+/** Shortest message 2: `e` (32), encrypted `s` (48), parameters (4) and their tag (16). */
+export const MIN_MESSAGE2_LENGTH = 32 + 48 + 4 + 16;
+/** Shortest message 3: encrypted `s` (48), parameters (4) and their tag (16). */
+export const MIN_MESSAGE3_LENGTH = 48 + 4 + 16;
 
 /** Refuse codes on the wire, by reason. */
 export const REFUSE_CODES: Record<Exclude<RefuseReason, "aborted">, number> = {
@@ -83,6 +103,14 @@ function refusal(reason: RefuseReason, message: string, cause?: unknown): Handsh
     : new RefusedError(message, options);
 }
 
+// Refusals that came from the peer: a side that receives one closes without answering.
+const received = new WeakSet<object>();
+
+/** Whether `error` is a refusal the peer sent (never answered with one of ours). */
+export function isReceivedRefusal(error: unknown): boolean {
+  return typeof error === "object" && error !== null && received.has(error);
+}
+
 /** Encodes a Refuse frame. */
 export function encodeRefuse(reason: RefuseReason, detail = ""): Bytes {
   const code = reason === "aborted" ? REFUSE_CODES.malformed : REFUSE_CODES[reason];
@@ -95,16 +123,19 @@ function decodeRefuse(body: Bytes, fromServer: boolean): HandshakeError {
   const reason = (entry?.[0] ?? "malformed") as RefuseReason;
   const detail = new TextDecoder().decode(body.subarray(1, 1 + MAX_REFUSE_DETAIL));
   const who = fromServer ? "the server" : "the client";
-  return refusal(
+  const error = refusal(
     reason,
     `Cannot complete handshake: ${who} refused (${reason})${detail ? `: ${detail}` : ""}`,
   );
+  received.add(error);
+  return error;
 }
 
 /** The preamble for this configuration. */
 export async function encodePreamble(config: HandshakeConfig): Promise<Bytes> {
   const tag = await applicationTag(config.applicationName);
-  return concat(MAGIC, new Uint8Array([VERSION, config.psk ? 1 : 0, 0, 0]), tag);
+  const protocol = config.psk ? PROTOCOL_BYTE.psk : PROTOCOL_BYTE.plain;
+  return concat(MAGIC, new Uint8Array([VERSION, protocol, 0, 0]), tag);
 }
 
 // Application names are few and fixed by configuration: one SHA-256 each,
@@ -136,7 +167,14 @@ function decodeParams(payload: Bytes): number {
   if (payload.length < 4) {
     throw refusal("malformed", "Cannot complete handshake: the peer's parameters are too short");
   }
-  return new DataView(payload.buffer, payload.byteOffset).getUint32(0);
+  const maxMessageSize = new DataView(payload.buffer, payload.byteOffset).getUint32(0);
+  if (maxMessageSize < MIN_MAX_MESSAGE_SIZE) {
+    throw refusal(
+      "malformed",
+      `Cannot complete handshake: the peer's max_message_size ${maxMessageSize} is below the floor of ${MIN_MAX_MESSAGE_SIZE}`,
+    );
+  }
+  return maxMessageSize;
 }
 
 async function createState(
@@ -145,7 +183,7 @@ async function createState(
   preambleBytes: Bytes,
 ): Promise<HandshakeState> {
   return await HandshakeState.create({
-    protocolName: PROTOCOLS[config.psk ? 1 : 0],
+    protocolName: PROTOCOLS[config.psk ? PROTOCOL_BYTE.psk : PROTOCOL_BYTE.plain],
     initiator,
     prologue: prologue(preambleBytes, config),
     staticPrivateKey: config.keyPair.privateKey,
@@ -185,10 +223,14 @@ class Handshake {
     await writeAll(this.conn, bytes);
   }
 
-  /** Sends a refusal for `error` if it names one and closes, best effort. */
+  /**
+   * Sends a refusal for `error` if it names one and closes, best effort. A
+   * refusal the peer sent is not answered: the side that receives one closes.
+   */
   async refuse(error: unknown): Promise<void> {
     const reason = (error as { reason?: RefuseReason }).reason;
     if (reason === undefined || reason === "aborted" || reason === "timeout") return;
+    if (isReceivedRefusal(error)) return;
     await sendAndClose(this.conn, encodeRefuse(reason));
   }
 
@@ -214,7 +256,11 @@ export interface ClientHandshakeConfig extends HandshakeConfig {
   readonly serverPublicKey: Bytes | undefined;
 }
 
-/** Runs the initiator's side. On failure the connection is left for the caller to close. */
+/**
+ * Runs the initiator's side, up to and including the server's acceptance: a
+ * bad message 2 or a bad acceptance gets a Refuse frame. On failure the
+ * connection is left for the caller to close.
+ */
 export async function establishClient(
   conn: Deno.Conn,
   config: ClientHandshakeConfig,
@@ -223,10 +269,12 @@ export async function establishClient(
   const preambleBytes = await encodePreamble(config);
   const hs = await createState(config, true, preambleBytes);
   await io.write(concat(preambleBytes, encodeFrame(FrameType.Handshake, await hs.writeMessage())));
-  let peerMaxMessageSize: number;
   try {
-    peerMaxMessageSize = decodeParams(
-      await readHandshake(io, hs, "the server's handshake message", true),
+    const peerMaxMessageSize = decodeParams(
+      await readHandshake(io, hs, "the server's handshake message", {
+        fromServer: true,
+        minLength: MIN_MESSAGE2_LENGTH,
+      }),
     );
     if (config.serverPublicKey && !equal(hs.remoteStaticPublicKey!, config.serverPublicKey)) {
       throw refusal(
@@ -234,28 +282,42 @@ export async function establishClient(
         "Cannot connect: the server's public key is not the pinned one",
       );
     }
+    await io.write(encodeFrame(FrameType.Handshake, await hs.writeMessage(encodeParams(config))));
+    const { send, receive } = await hs.split();
+    await readAcceptance(io, receive);
+    return io.done(send, receive, hs, peerMaxMessageSize);
   } catch (error) {
     await io.refuse(error);
     throw error;
   }
-  await io.write(encodeFrame(FrameType.Handshake, await hs.writeMessage(encodeParams(config))));
-  const { send, receive } = await hs.split();
+}
+
+// The acceptance is part of the handshake: a Refuse frame in its place is a
+// refusal, and a bad one is refused in turn.
+async function readAcceptance(io: Handshake, receive: CipherState): Promise<void> {
   const accept = await io.read("the server's acceptance");
   if (accept.type === FrameType.Refuse) throw decodeRefuse(accept.body, true);
   if (accept.type !== FrameType.Transport) {
-    throw refusal("malformed", "Cannot complete handshake: expected the server's acceptance frame");
+    throw refusal(
+      "malformed",
+      `Cannot complete handshake: expected the server's acceptance (frame type 3), got frame type ${accept.type}`,
+    );
+  }
+  if (accept.body.length !== TAGLEN) {
+    throw refusal(
+      "malformed",
+      "Cannot complete handshake: the server's acceptance is not an empty transport message",
+    );
   }
   try {
-    const plaintext = await receive.decryptWithAd(accept.header, accept.body);
-    if (plaintext.length !== 0) throw new Error("the acceptance frame is not empty");
+    await receive.decryptWithAd(accept.header, accept.body);
   } catch (error) {
     throw refusal(
       "handshake-failed",
-      "Cannot complete handshake: the server's acceptance frame is invalid",
+      "Cannot complete handshake: the server's acceptance failed authentication",
       error,
     );
   }
-  return io.done(send, receive, hs, peerMaxMessageSize);
 }
 
 /** Options only the server has. */
@@ -272,18 +334,17 @@ export async function establishServer(
   try {
     const first = await io.read("the preamble");
     const hs = await createState(config, false, await checkPreamble(first.body, config));
-    const message1 = await readHandshake(io, hs, "the client's first handshake message", false);
-    if (message1.length !== 0) {
-      throw refusal("malformed", "Cannot complete handshake: the first payload must be empty");
-    }
+    // With a psk, message 1's tag is checked before this side makes an
+    // ephemeral key or does any DH: a client without the psk costs only
+    // hashing and one AES-GCM check.
+    await readHandshake(io, hs, "the client's first handshake message", {
+      length: config.psk ? MESSAGE1_LENGTH.psk : MESSAGE1_LENGTH.plain,
+      failure: config.psk ? "psk-mismatch" : "handshake-failed",
+    });
     await io.write(encodeFrame(FrameType.Handshake, await hs.writeMessage(encodeParams(config))));
-    const params = await readHandshake(
-      io,
-      hs,
-      "the client's last handshake message",
-      false,
-      config.psk !== undefined,
-    );
+    const params = await readHandshake(io, hs, "the client's last handshake message", {
+      minLength: MIN_MESSAGE3_LENGTH,
+    });
     const peerMaxMessageSize = decodeParams(params);
     if (!await config.authorize(hs.remoteStaticPublicKey!)) {
       throw refusal("unauthorized", "Cannot accept client: its public key is not authorized");
@@ -305,12 +366,14 @@ async function checkPreamble(body: Bytes, config: HandshakeConfig): Promise<Byte
   if (body[4] !== VERSION) {
     throw refusal("version", `Cannot accept client: unsupported version ${body[4]}`);
   }
-  if (body[5] > 1 || body[6] !== 0 || body[7] !== 0) {
+  if (body[5] > MAX_PROTOCOL_BYTE || body[6] !== 0 || body[7] !== 0) {
     throw refusal("malformed", "Cannot accept client: malformed preamble");
   }
   const mine = await encodePreamble(config);
   if (body[5] !== mine[5]) {
-    const detail = config.psk
+    const detail = body[5] === RETIRED_PSK3_BYTE
+      ? "the client speaks the retired XXpsk3 protocol (byte 01)"
+      : config.psk
       ? "the server requires a pre-shared key"
       : "the server uses no pre-shared key";
     throw refusal("protocol-mismatch", `Cannot accept client: ${detail}`);
@@ -321,27 +384,45 @@ async function checkPreamble(body: Bytes, config: HandshakeConfig): Promise<Byte
   return body;
 }
 
+/** What a handshake message must look like, and the refusal for one that fails authentication. */
+interface Expect {
+  readonly fromServer?: boolean;
+  /** The exact length, or the least one: shorter (or other) is `malformed`. */
+  readonly length?: number;
+  readonly minLength?: number;
+  /** @default {"handshake-failed"} */
+  readonly failure?: "handshake-failed" | "psk-mismatch";
+}
+
 async function readHandshake(
   io: Handshake,
   hs: HandshakeState,
   expected: string,
-  fromServer: boolean,
-  psk = false,
+  expect: Expect,
 ): Promise<Bytes> {
   const frame = await io.read(expected);
-  if (frame.type === FrameType.Refuse) throw decodeRefuse(frame.body, fromServer);
+  if (frame.type === FrameType.Refuse) throw decodeRefuse(frame.body, expect.fromServer ?? false);
   if (frame.type !== FrameType.Handshake) {
     throw refusal(
       "malformed",
       `Cannot complete handshake: expected ${expected}, got frame type ${frame.type}`,
     );
   }
+  const size = frame.body.length;
+  if (
+    (expect.length !== undefined && size !== expect.length) ||
+    (expect.minLength !== undefined && size < expect.minLength)
+  ) {
+    const want = expect.length ?? `at least ${expect.minLength}`;
+    throw refusal(
+      "malformed",
+      `Cannot complete handshake: ${expected} is ${size} bytes, expected ${want}`,
+    );
+  }
   try {
     return await hs.readMessage(frame.body);
   } catch (error) {
-    const reason: RefuseReason = error instanceof HandshakeError && psk
-      ? "psk-mismatch"
-      : "handshake-failed";
+    const reason = expect.failure ?? "handshake-failed";
     const why = reason === "psk-mismatch" ? " (wrong pre-shared key?)" : "";
     throw refusal(
       reason,

@@ -38,6 +38,9 @@ export const CloseCode = {
 /** A close code's name. */
 export type CloseCodeName = keyof typeof CloseCode;
 
+/** The longest reason a Close record may carry, in bytes. */
+export const MAX_CLOSE_REASON = 256;
+
 /** Header of every record. */
 export const RECORD_HEADER_LENGTH = 3;
 /** Extra header of a message's first record: the send time and the total length. */
@@ -212,10 +215,11 @@ export class RecordDecoder {
    * pushed the events of the records before it.
    */
   decode(plaintext: Bytes, events: RecordEvent[]): void {
+    // Nothing follows a Close: not a record, not even an empty frame.
+    if (this.#closed) throw new ProtocolError("Cannot decode record: a frame after a close record");
     const view = new DataView(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength);
     let offset = 0;
     while (offset < plaintext.length) {
-      if (this.#closed) throw new ProtocolError("Cannot decode record: data after a close record");
       if (plaintext.length - offset < RECORD_HEADER_LENGTH) {
         throw new ProtocolError("Cannot decode record: truncated record header");
       }
@@ -227,6 +231,11 @@ export class RecordDecoder {
         throw new ProtocolError("Cannot decode record: body overruns the frame");
       }
       const body = plaintext.subarray(start, offset);
+      // Checked before the Close takes effect: a Close with records after it
+      // is a violation, not a close.
+      if (type === RecordType.Close && offset < plaintext.length) {
+        throw new ProtocolError("Cannot decode record: data after a close record");
+      }
       const event = this.#record(type, body, view, start);
       if (event !== undefined) events.push(event);
     }
@@ -294,6 +303,13 @@ export class RecordDecoder {
       throw new ProtocolError("Cannot decode record: close inside a message");
     }
     if (body.length < 1) throw new ProtocolError("Cannot decode record: a close needs a code");
+    if (body.length - 1 > MAX_CLOSE_REASON) {
+      throw new ProtocolError(
+        `Cannot decode record: a close reason is at most ${MAX_CLOSE_REASON} bytes, got ${
+          body.length - 1
+        }`,
+      );
+    }
     this.#closed = true;
     return { kind: "close", code: body[0], reason: decodeText(body.subarray(1)) };
   }

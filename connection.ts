@@ -24,6 +24,7 @@
 
 import type { ByteBudget } from "./_budget.ts";
 import { FrameOpener } from "./_frame_opener.ts";
+import { TransportLimits } from "./_transport_limits.ts";
 import { closeQuietly, writeAll } from "./_socket.ts";
 import type { Established } from "./_establish.ts";
 import { type ConnectionInit, internals, type PacketSink } from "./_internal.ts";
@@ -527,6 +528,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   async #read(maxMessageSize: number): Promise<void> {
     const { reader, receive } = this.#established;
     const opener = new FrameOpener(receive);
+    const limits = new TransportLimits();
     const decoder = new RecordDecoder(maxMessageSize);
     let failure: unknown;
     try {
@@ -536,11 +538,15 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
         this.#lastRead = performance.now();
         this.#readBusy = true;
         if (this.#state !== "open") this.#countWhileClosing(batch.frames);
-        const { plaintexts, error } = await opener.open(batch.frames);
+        // Frames past a cap are judged by their headers and never decrypted.
+        const { allowed, error: capped } = limits.scan(batch.frames);
+        const frames = capped === undefined ? batch.frames : batch.frames.slice(0, allowed);
+        const { plaintexts, error } = await opener.open(frames);
         for (const plaintext of plaintexts) await this.#decode(decoder, plaintext);
         this.#readBusy = false;
         this.#lastRead = performance.now();
-        if (error !== undefined || batch.error !== undefined) throw error ?? batch.error;
+        const stop = error ?? capped ?? batch.error;
+        if (stop !== undefined) throw stop;
         if (batch.done) break;
       }
     } catch (error) {
@@ -756,6 +762,8 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
         : "timeout";
       const message = reason === "timeout"
         ? "the peer did not answer the close in time"
+        : reason === "protocol-error"
+        ? (error as Error).message
         : "the connection ended without the peer's close";
       info = this.#info = {
         ...info,

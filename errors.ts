@@ -307,12 +307,13 @@ export class ConnectError extends Error {
  * import { ClientNetwork, MessageTooLargeError, ServerNetwork } from "@aesm/aesm";
  *
  * const hostname = "127.0.0.1";
- * await using server = await ServerNetwork.listen({ hostname, port: 0, maxMessageSize: 16 });
+ * const maxMessageSize = 65536; // The smallest limit there is.
+ * await using server = await ServerNetwork.listen({ hostname, port: 0, maxMessageSize });
  * await using client = await ClientNetwork.connect({ hostname, port: server.port });
- * const error = await client.send("x".repeat(17)).catch((error) => error);
+ * const error = await client.send("x".repeat(65537)).catch((error) => error);
  * assert.ok(error instanceof MessageTooLargeError && error instanceof RangeError);
- * assert.deepEqual([error.size, error.limit], [17, 16]);
- * await client.send("x".repeat(16));
+ * assert.deepEqual([error.size, error.limit], [65537, 65536]);
+ * await client.send("x".repeat(65536));
  * ```
  */
 export class MessageTooLargeError extends RangeError {

@@ -956,6 +956,10 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   // have their own bound, past which a refused socket is closed at once.
   #refuseAtAccept(conn: Deno.TcpConn, address: string, reason: RefuseReason): void {
     this.#refuse(address, reason, `Refused ${address}: ${reason}`);
+    this.#sendRefusal(conn, reason);
+  }
+
+  #sendRefusal(conn: Deno.TcpConn, reason: RefuseReason): void {
     const linger = this.#lingering < this.#maxPendingHandshakes ? undefined : 0;
     this.#lingering++;
     const refusing = sendAndClose(conn, encodeRefuse(reason), linger);
@@ -1011,7 +1015,10 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     } catch (error) {
       slot.over = true; // An authorizer still running must not take a slot now.
       this.#count(host, -1, slot.taken ? -1 : 0);
-      closeQuietly(conn);
+      // A client past the deadline is told so (PROTOCOL.md section 4), best effort.
+      if (error instanceof TimeoutError && !this.#stopping.signal.aborted) {
+        this.#sendRefusal(conn, "timeout");
+      } else closeQuietly(conn);
       const reason = this.#stopping.signal.aborted
         ? "aborted"
         : (error as { reason?: RefuseReason }).reason ??

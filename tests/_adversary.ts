@@ -285,7 +285,7 @@ export const CLOSE_CODES = {
 /** The 16-byte preamble of section 2. */
 export async function preamble(applicationName = "aesm", psk = false): Promise<Bytes> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", utf8(applicationName)));
-  return concat(new Uint8Array([...MAGIC, 1, psk ? 1 : 0, 0, 0]), digest.subarray(0, 8));
+  return concat(new Uint8Array([...MAGIC, 1, psk ? 2 : 0, 0, 0]), digest.subarray(0, 8));
 }
 
 /** A frame: `type || length || body`. */
@@ -526,7 +526,7 @@ export class RawClient {
     const psk = options.psk;
     const pre = await preamble(applicationName, psk !== undefined);
     const hs = await HandshakeState.create({
-      protocolName: psk ? "Noise_XXpsk3_25519_AESGCM_SHA256" : "Noise_XX_25519_AESGCM_SHA256",
+      protocolName: psk ? "Noise_XXpsk0_25519_AESGCM_SHA256" : "Noise_XX_25519_AESGCM_SHA256",
       initiator: true,
       prologue: concat(pre, utf8(applicationName)),
       staticPrivateKey: options.keyPair.privateKey,
@@ -1078,6 +1078,13 @@ export class PeerProcess implements AsyncDisposable {
  * `deno run -A tests/_adversary.ts serve`: runs a server that discards what
  * it receives; prints its port; runs until killed.
  *
+ * `deno run -A tests/_adversary.ts pskflood <port> <inFlight> <ms> [rate]`: an
+ * attacker without the server's psk: up to `inFlight` connections at once,
+ * started at `rate` per second (0: as fast as the server answers), each
+ * sending the preamble and the best message 1 it can make (valid but for the
+ * psk), reading the server's first answer and resetting; for `ms`. Prints
+ * `ready`, then one JSON line: attempts, message 2 answers, refusals.
+ *
  * `deno run -A tests/_adversary.ts sink <idleMs> <highWaterMark> <maxMessageSize>`:
  * runs a server in its own process (so its RSS is its own) for one client;
  * prints its port, then `reading` once it has read nothing for `idleMs`
@@ -1099,6 +1106,8 @@ async function main(args: string[]): Promise<void> {
     }
   } else if (mode === "sink") {
     await sink(Number(args[1]), Number(args[2]), Number(args[3]));
+  } else if (mode === "pskflood") {
+    await pskFlood(Number(port), Number(args[2]), Number(args[3]), Number(args[4] ?? 0));
   } else {
     throw new TypeError(`Cannot run: unknown mode ${mode}`);
   }
@@ -1151,6 +1160,58 @@ async function sink(idleMs: number, highWaterMark: number, maxMessageSize: numbe
     error,
   }));
   await server.stop();
+}
+
+async function pskFlood(port: number, inFlight: number, ms: number, rate: number): Promise<void> {
+  // Imported here, so that this file runs against any version of the code.
+  const { encodePreamble, PROTOCOLS } = await import("../_establish.ts");
+  const { generateKeyPair } = await import("../cipher.ts");
+  const keyPair = await generateKeyPair();
+  const wrongPsk = crypto.getRandomValues(new Uint8Array(32));
+  const config = { applicationName: "aesm", keyPair, psk: wrongPsk, maxMessageSize: 1 << 24 };
+  const pre = await encodePreamble(config);
+  // A pool of first flights, replayed: the server cannot tell.
+  const pool: Bytes[] = [];
+  for (let i = 0; i < 32; i++) {
+    const hs = await HandshakeState.create({
+      protocolName: PROTOCOLS[pre[5]],
+      initiator: true,
+      prologue: concat(pre, utf8("aesm")),
+      staticPrivateKey: keyPair.privateKey,
+      psks: [wrongPsk],
+    });
+    pool.push(concat(pre, frame(FrameType.Handshake, await hs.writeMessage())));
+  }
+  const started = performance.now();
+  const deadline = started + ms;
+  const seen = { attempts: 0, message2: 0, refused: 0, other: 0 };
+  console.log("ready");
+  const worker = async (start: number) => {
+    const first = new Uint8Array(1);
+    for (let i = start; performance.now() < deadline; i += inFlight) {
+      // Open loop: attempt k starts at k / rate s, or later if all workers are busy.
+      const due = rate > 0 ? started + (seen.attempts * 1000) / rate - performance.now() : 0;
+      if (due > 0) await pause(due);
+      if (performance.now() >= deadline) break;
+      seen.attempts++;
+      let conn: Deno.TcpConn | undefined;
+      try {
+        conn = await Deno.connect({ hostname: "127.0.0.1", port });
+        await writeAll(conn, pool[i % pool.length]);
+        const n = await conn.read(first);
+        if (n === null) seen.other++;
+        else if (first[0] === FrameType.Handshake) seen.message2++;
+        else if (first[0] === FrameType.Refuse) seen.refused++;
+        else seen.other++;
+      } catch {
+        seen.other++;
+      } finally {
+        if (conn) closeQuietly(conn); // With message 2 unread: a reset.
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, (_, w) => worker(w)));
+  console.log(JSON.stringify(seen));
 }
 
 if (import.meta.main) await main(Deno.args);

@@ -119,7 +119,7 @@ export async function preamble(
     await crypto.subtle.digest("SHA-256", new TextEncoder().encode(applicationName)),
   );
   const out = new Uint8Array(16);
-  out.set([0x61, 0x65, 0x73, 0x6d, 0x01, withPsk ? 1 : 0, 0, 0]);
+  out.set([0x61, 0x65, 0x73, 0x6d, 0x01, withPsk ? 2 : 0, 0, 0]);
   out.set(digest.subarray(0, 8), 8);
   return out;
 }

@@ -68,10 +68,10 @@ Deno.test("A declared total over maxMessageSize is refused before anything of it
 });
 
 Deno.test("The peer that declared an oversize message is told so with a Close record", async () => {
-  await withServer({ maxMessageSize: 1024 }, async (server, watch) => {
+  await withServer({ maxMessageSize: 65536 }, async (server, watch) => {
     const raw = await RawClient.connect({ port: server.port }, await generateKeyPair());
     try {
-      await raw.sendPlaintext(startRecord(true, 1025, new Uint8Array(0)));
+      await raw.sendPlaintext(startRecord(true, 65537, new Uint8Array(0)));
       const { close } = await within(raw.readToEnd(), 5000, "the server's answer");
       assert.equal((await watch.end(raw.localAddress)).reason, "message-too-large");
       assert.equal(
@@ -128,7 +128,7 @@ Deno.test("A peer cannot make the server reserve memory for messages it never se
 });
 
 Deno.test("send() over the peer's maxMessageSize throws MessageTooLargeError and the connection carries on", async () => {
-  const limit = 64 * 1024;
+  const limit = 128 * 1024;
   await withServer({ maxMessageSize: limit }, async (server, watch, sentinel) => {
     await using client = await ClientNetwork.connect({
       hostname: "127.0.0.1",
@@ -146,8 +146,8 @@ Deno.test("send() over the peer's maxMessageSize throws MessageTooLargeError and
       assert.equal(error.limit, limit);
       return true;
     });
-    // A string is measured in UTF-8 bytes: 21846 three-byte characters are 65538 bytes.
-    await assert.rejects(client.send("€".repeat(21_846)), MessageTooLargeError);
+    // A string is measured in UTF-8 bytes: 43691 three-byte characters are 131073 bytes.
+    await assert.rejects(client.send("€".repeat(43_691)), MessageTooLargeError);
     await assert.rejects(connection.send(new Uint8Array(limit / 2 + 1)), MessageTooLargeError);
     const skipped = await server.broadcast(new Uint8Array(limit / 2 + 1));
     assert.deepEqual([skipped.sent, skipped.tooLarge, skipped.failed], [1, [connection], []]);

@@ -110,7 +110,8 @@ async function exchange(
   }
 }
 
-for (const [rekeyAfterBytes, total] of [[4096, 20 * MiB], [MiB, 64 * MiB]]) {
+// 64 KiB is the smallest rekeyAfterBytes there is (PROTOCOL.md section 6).
+for (const [rekeyAfterBytes, total] of [[64 * 1024, 20 * MiB], [MiB, 64 * MiB]]) {
   Deno.test(`Rekeying every ${rekeyAfterBytes} bytes over ${mib(total)} both ways keeps every byte, in order`, async () => {
     using trap = new RejectionTrap();
     let failure: unknown;
@@ -146,6 +147,8 @@ function retype(direction: "c2s" | "s2c", from: number, to: number): Tamper {
   };
 }
 
+const REKEY_AFTER = 64 * 1024;
+
 Deno.test("A forged 0x04 to 0x03 (or 0x03 to 0x04) type ends the connection with protocol-error", async () => {
   using trap = new RejectionTrap();
   const failures: string[] = [];
@@ -159,14 +162,14 @@ Deno.test("A forged 0x04 to 0x03 (or 0x03 to 0x04) type ends the connection with
     const server = await ServerNetwork.listen({
       hostname: "127.0.0.1",
       port: 0,
-      rekeyAfterBytes: 4096,
+      rekeyAfterBytes: REKEY_AFTER,
     });
     const watch = new ServerWatch(server);
     const proxy = RecordingProxy.start({ targetPort: server.port, tamper: () => tamper });
     const client = await ClientNetwork.connect({
       hostname: "127.0.0.1",
       port: proxy.port,
-      rekeyAfterBytes: 4096,
+      rekeyAfterBytes: REKEY_AFTER,
       closeTimeout: 500,
     });
     try {
@@ -175,10 +178,10 @@ Deno.test("A forged 0x04 to 0x03 (or 0x03 to 0x04) type ends the connection with
       const c2s = label.startsWith("c2s");
       const sender: Sender = c2s ? client : connection;
       const sent: Uint8Array[] = [];
-      // 1000-byte messages, one frame each: frames 1-4 are Transport, frame 5 (past
-      // 4096 bytes) is TransportRekey, and so on.
+      // 16000-byte messages, one frame each: frames 1-4 are Transport, frame 5 (past
+      // 65536 bytes) is TransportRekey, and so on.
       for (let i = 0; i < 8; i++) {
-        const message = sequenced(i, 1000);
+        const message = sequenced(i, 16_000);
         try {
           await sender.send(message);
           await sender.flush();
@@ -214,22 +217,35 @@ Deno.test("A forged 0x04 to 0x03 (or 0x03 to 0x04) type ends the connection with
 Deno.test("A raw peer that rekeys as PROTOCOL.md says is understood; one that lies about it is caught", async () => {
   await withServerFixture({}, async (server, watch) => {
     const keyPair = await generateKeyPair();
-    // Honest: every frame a TransportRekey, then Rekey() on the sending state.
+    // Honest: a rekey as often as section 6 allows (once 64 KiB of plaintext
+    // has been sent), then Rekey() on the sending state.
     const honest = await RawClient.connect({ port: server.port }, keyPair);
+    const big = (i: number) => `${i}`.repeat(40_000);
     for (let i = 0; i < 5; i++) {
-      await honest.sendPlaintext(messageRecord(`rekeyed ${i}`), FrameType.TransportRekey);
+      await honest.sendPlaintext(messageRecord(big(i)));
+      await honest.sendPlaintext(
+        messageRecord(`rekeyed ${i}`.repeat(3000)),
+        FrameType.TransportRekey,
+      );
       await honest.send.rekey();
     }
     const honestSide = await watch.connection(honest.localAddress);
-    for (let i = 0; i < 5; i++) assert.equal((await honestSide.receive())?.data, `rekeyed ${i}`);
+    for (let i = 0; i < 5; i++) {
+      assert.equal((await honestSide.receive())?.data, big(i));
+      assert.equal((await honestSide.receive())?.data, `rekeyed ${i}`.repeat(3000));
+    }
     honest.close();
 
     // Marks 0x04 but does not rekey: the next frame fails under the receiver's new key.
     const noRekey = await RawClient.connect({ port: server.port }, keyPair);
-    await noRekey.sendPlaintext(messageRecord("marked"), FrameType.TransportRekey);
+    await noRekey.sendPlaintext(messageRecord(big(9)));
+    await noRekey.sendPlaintext(messageRecord("marked".repeat(5000)), FrameType.TransportRekey);
     await noRekey.sendPlaintext(messageRecord("old key"));
     assert.equal((await watch.end(noRekey.localAddress)).reason, "protocol-error");
-    assert.deepEqual(drainPackets(await watch.connection(noRekey.localAddress)), ["marked"]);
+    assert.deepEqual(drainPackets(await watch.connection(noRekey.localAddress)), [
+      big(9),
+      "marked".repeat(5000),
+    ]);
     noRekey.close();
 
     // Rekeys without marking: the receiver still has the old key.

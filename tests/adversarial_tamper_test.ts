@@ -265,12 +265,17 @@ const clientDetects = (
   clientClosed: ["protocol-error"],
 });
 
-/** The client fails at the acceptance; the server had accepted. */
+/**
+ * The client fails at the acceptance; the server had accepted. A client that
+ * refuses the acceptance sends Refuse (PROTOCOL.md section 4), which the
+ * server, its handshake over, reads as a frame not allowed: protocol-error.
+ * A client that timed out sends nothing.
+ */
 const acceptanceFails = (
   error: "RefusedError" | "TimeoutError",
   reasons?: string[],
 ): Expectation => ({
-  serverEnd: ["truncated", "reset"],
+  serverEnd: error === "RefusedError" ? ["protocol-error"] : ["truncated", "reset"],
   connected: true,
   packets: 0,
   client: reasons ? { error, reasons } : { error },
@@ -619,7 +624,11 @@ Deno.test("A server stream cut at any frame boundary is reported as truncated by
       {
         label: "after message 2",
         tamper: cutAfter("s2c", S2C.message2),
-        expected: acceptanceFails("RefusedError", PEER_GONE),
+        // The cut stream carries no Refuse from the client to the server.
+        expected: {
+          ...acceptanceFails("RefusedError", PEER_GONE),
+          serverEnd: ["truncated", "reset"],
+        },
       },
       { label: "after the acceptance", tamper: cutAfter("s2c", S2C.acceptance), expected: cut(0) },
       { label: "after data 1", tamper: cutAfter("s2c", 2), expected: cut(1) },
@@ -664,7 +673,8 @@ Deno.test("Duplicated (replayed) frames are caught in either direction", async (
       {
         label: "c2s message 1 twice",
         tamper: duplicate("c2s", C2S.message1),
-        expected: serverRefuses("handshake-failed"),
+        // The copy, read as message 3, is shorter than any message 3.
+        expected: serverRefuses("malformed"),
       },
       {
         label: "c2s message 3 twice",
@@ -679,9 +689,10 @@ Deno.test("Duplicated (replayed) frames are caught in either direction", async (
         label: "s2c message 2 twice",
         tamper: duplicate("s2c", S2C.message2),
         // The client reads the copy as the acceptance and refuses; whether the
-        // server had read message 3 by then is a race.
+        // server had read message 3 by then (and reads the Refuse as a frame
+        // not allowed after its handshake) is a race.
         expected: {
-          serverEnd: ["aborted", "malformed", "truncated", "reset"],
+          serverEnd: ["aborted", "malformed", "protocol-error", "truncated", "reset"],
           connected: "either",
           packets: 0,
           client: { error: "RefusedError", reasons: ["malformed"] },
@@ -743,7 +754,8 @@ Deno.test("Dropped and reordered frames are caught in either direction", async (
       {
         label: "s2c acceptance dropped",
         tamper: drop("s2c", S2C.acceptance),
-        expected: acceptanceFails("RefusedError", ["handshake-failed"]),
+        // The first data frame, read as the acceptance, is not an empty one.
+        expected: acceptanceFails("RefusedError", ["malformed"]),
       },
       { label: "s2c data 1 dropped", tamper: drop("s2c", 2), expected: clientDetects(0) },
       {
@@ -837,9 +849,10 @@ Deno.test("A recorded client session replayed to the server fails at message 3",
         const end = await fixture.watch.end(address, 5000, since);
         assert.equal(end.event, "refused");
         if (replay === 1) {
-          // Nothing after message 1: the server answers and waits in vain.
+          // Nothing after message 1: the server answers, waits in vain, and says so.
           assert.equal(end.reason, "timeout");
-          assert.deepEqual(types, [1]);
+          assert.deepEqual(types, [1, 2], "message 2, then a Refuse");
+          assert.equal(REFUSE_REASONS[parseFrame(frames[1]).body[0]], "timeout");
         } else {
           assert.equal(end.reason, "handshake-failed");
           assert.deepEqual(types, [1, 2], "message 2, then a Refuse");

@@ -284,27 +284,30 @@ Deno.test("ClientNetwork with the same psk as the server connects and exchanges 
   assert.equal((await server.receive(bounded()))?.data, "secret");
 });
 
+/** The smallest maxMessageSize there is (PROTOCOL.md section 4). */
+const LIMIT = 65536;
+
 Deno.test("ClientNetwork.send() over the server's maxMessageSize throws MessageTooLargeError, and the connection stays usable", async () => {
   await using server = await ServerNetwork.listen({
     hostname: HOST,
     port: 0,
-    maxMessageSize: 1000,
+    maxMessageSize: LIMIT,
   });
   await using client = await ClientNetwork.connect({ hostname: HOST, port: server.port });
   const connection = await server.accept(bounded());
-  assert.equal(client.connection.peerMaxMessageSize, 1000);
-  const error = await rejection(client.send(new Uint8Array(1001)), "an oversized send");
+  assert.equal(client.connection.peerMaxMessageSize, LIMIT);
+  const error = await rejection(client.send(new Uint8Array(LIMIT + 1)), "an oversized send");
   assert.ok(error instanceof MessageTooLargeError, `got ${error}`);
   assert.ok(error instanceof RangeError);
-  assert.equal(error.size, 1001);
-  assert.equal(error.limit, 1000);
-  // 600 characters, 1200 bytes of UTF-8: the limit is on bytes.
-  await assert.rejects(client.send("é".repeat(600)), MessageTooLargeError);
-  await client.send(new Uint8Array(1000).fill(1));
-  await client.send("é".repeat(500));
+  assert.equal(error.size, LIMIT + 1);
+  assert.equal(error.limit, LIMIT);
+  // 32769 characters, 65538 bytes of UTF-8: the limit is on bytes.
+  await assert.rejects(client.send("é".repeat(LIMIT / 2 + 1)), MessageTooLargeError);
+  await client.send(new Uint8Array(LIMIT).fill(1));
+  await client.send("é".repeat(LIMIT / 2));
   const packet = await connection.receive(bounded());
-  assert.deepEqual(packet?.data, new Uint8Array(1000).fill(1));
-  assert.equal((await connection.receive(bounded()))?.data, "é".repeat(500));
+  assert.deepEqual(packet?.data, new Uint8Array(LIMIT).fill(1));
+  assert.equal((await connection.receive(bounded()))?.data, "é".repeat(LIMIT / 2));
   assert.equal(connection.isClosed, false);
 });
 
@@ -313,14 +316,14 @@ Deno.test("Connection.send() from the server over the client's maxMessageSize th
   await using client = await ClientNetwork.connect({
     hostname: HOST,
     port: server.port,
-    maxMessageSize: 10,
+    maxMessageSize: LIMIT,
   });
   const connection = await server.accept(bounded());
-  assert.equal(connection.peerMaxMessageSize, 10);
-  await assert.rejects(connection.send("01234567890"), MessageTooLargeError);
-  assert.equal(await server.sendAll(new Uint8Array(11)), 0); // Skipped, not sent, not thrown.
-  assert.equal(await server.sendAll("0123456789"), 1);
-  assert.equal((await client.receive(bounded()))?.data, "0123456789");
+  assert.equal(connection.peerMaxMessageSize, LIMIT);
+  await assert.rejects(connection.send("0".repeat(LIMIT + 1)), MessageTooLargeError);
+  assert.equal(await server.sendAll(new Uint8Array(LIMIT + 1)), 0); // Skipped, not sent, not thrown.
+  assert.equal(await server.sendAll("0".repeat(LIMIT)), 1);
+  assert.equal((await client.receive(bounded()))?.data, "0".repeat(LIMIT));
 });
 
 Deno.test("ClientNetwork.close() ends cleanly: the server logs disconnected with reason normal", async () => {
@@ -504,6 +507,10 @@ Deno.test("ClientNetwork rejects bad options with TypeError or RangeError", () =
     RangeError,
   );
   assert.throws(() => new ClientNetwork(HOST, 1, { maxMessageSize: 0 }), RangeError);
+  // Below the floors of PROTOCOL.md sections 4 and 6, a peer would refuse them.
+  assert.throws(() => new ClientNetwork(HOST, 1, { maxMessageSize: 65535 }), RangeError);
+  assert.throws(() => new ClientNetwork(HOST, 1, { rekeyAfterBytes: 65535 }), RangeError);
+  new ClientNetwork(HOST, 1, { maxMessageSize: 65536, rekeyAfterBytes: 65536 });
   assert.throws(() => new ClientNetwork(HOST, 1, { applicationName: "" }), TypeError);
 });
 

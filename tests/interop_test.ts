@@ -209,7 +209,7 @@ function peerScript(psk: Uint8Array | undefined, peerCloses: boolean, finImmedia
     psk: hex(psk),
     send: FROM_PEER,
     closeAfter: peerCloses ? FROM_AESM.length : undefined, // else it waits for aesm's Close
-    rekeyEvery: 3, // every third frame is a TransportRekey
+    rekeyAfter: 65_536, // a TransportRekey as often as PROTOCOL.md section 6 allows
     extras: true, // Ping and extension records, and an empty Transport frame
     paramsExtra: 7, // reserved bytes after max_message_size, to be ignored
     maxMessageSize: PEER_MAX,
@@ -252,7 +252,7 @@ const cases = [
 ];
 type Case = { psk: boolean; peerCloses: boolean; aesmRekeys?: boolean; finImmediately?: boolean };
 const name = (c: Case) =>
-  `${c.psk ? "XXpsk3" : "XX"}, ${c.peerCloses ? "the peer" : "aesm"} closes${
+  `${c.psk ? "XXpsk0" : "XX"}, ${c.peerCloses ? "the peer" : "aesm"} closes${
     c.finImmediately ? " with FIN right after its Close" : ""
   }`;
 const newPsk = () => crypto.getRandomValues(new Uint8Array(32));
@@ -398,5 +398,60 @@ Deno.test("interop (c): refusals across implementations", async (t) => {
       assert.ok(error instanceof AuthenticationError, String(error));
       assert.equal(error.reason, "psk-mismatch");
     }
+  });
+});
+
+Deno.test("interop (e): PROTOCOL.md's conformance rows the peer can break on purpose", async (t) => {
+  /** aesm's server against a peer client with `config`: the refusal both sides saw. */
+  async function serverRefuses(config: Record<string, unknown>, psk?: Uint8Array) {
+    const signal = AbortSignal.timeout(LIMIT_MS);
+    await using server = await ServerNetwork.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      applicationName: APP,
+      psk,
+    });
+    await using peer = new Peer({ role: "client", port: server.port, app: APP, ...config });
+    const record = await server.activity.receive({ signal });
+    assert.equal(record?.event, "refused");
+    const { lines } = await peer.rest();
+    assert.equal(lines[0].refused?.reason, record?.reason, "the peer read the same reason");
+    return record?.reason;
+  }
+  /** aesm's client against a peer server with `config`: the error and the peer's last line. */
+  async function clientRefuses(config: Record<string, unknown>) {
+    await using peer = new Peer({ role: "server", app: APP, ...config });
+    const port = await peer.line() as number;
+    const error = await ClientNetwork.connect({ hostname: "127.0.0.1", port, applicationName: APP })
+      .then(() => assert.fail("connected"), (e) => e);
+    assert.ok(error instanceof RefusedError, String(error));
+    return { reason: error.reason, lines: (await peer.rest()).lines };
+  }
+
+  await t.step("M1: a 31-byte message 1 is refused malformed", async () => {
+    assert.equal(await serverRefuses({ message1Length: 31 }), "malformed");
+  });
+  await t.step("P5: the retired protocol byte 01 is refused protocol-mismatch", async () => {
+    const psk = newPsk();
+    assert.equal(
+      await serverRefuses({ psk: hex(psk), protocolByte: 1 }, psk),
+      "protocol-mismatch",
+    );
+  });
+  await t.step("M9: max_message_size 0 and 65535 in message 3 are refused malformed", async () => {
+    for (const maxMessageSize of [0, 65_535]) {
+      assert.equal(await serverRefuses({ maxMessageSize }), "malformed", `${maxMessageSize}`);
+    }
+  });
+  await t.step("M5: max_message_size 0 in message 2 is refused malformed", async () => {
+    const { reason, lines } = await clientRefuses({ maxMessageSize: 0 });
+    assert.equal(reason, "malformed");
+    assert.equal(lines[0].refused?.code, 1, "the peer received Refuse malformed");
+  });
+  await t.step("C1: a type-04 acceptance gets Refuse malformed on the wire", async () => {
+    const { reason, lines } = await clientRefuses({ acceptanceType: 4 });
+    assert.equal(reason, "malformed");
+    // The peer, its handshake over, reads aesm's Refuse as a frame not allowed.
+    assert.equal(lines.at(-1)?.closed?.error, "frame type 2");
   });
 });

@@ -6,10 +6,13 @@
 //
 // JSON: { role: "client" | "server", port?, app?, psk? (64 hex digits), send?: [message...],
 //         closeAfter? (close once this many messages came and all were sent; absent: wait for
-//         the other side's Close), rekeyEvery? (send every n-th frame as TransportRekey),
+//         the other side's Close), rekeyAfter? (rekey on the frame that brings the plaintext
+//         since the last rekey to this many bytes; at least 65536, section 6),
 //         extras? (Ping, extension records and an empty frame around messages), finImmediately?
 //         (FIN right after our Close record, without waiting for the other side's),
-//         paramsExtra? (reserved bytes appended to the parameters), maxMessageSize?, timeoutMs? }
+//         paramsExtra? (reserved bytes appended to the parameters), maxMessageSize?, timeoutMs?,
+//         and to break the protocol on purpose: protocolByte? (in the preamble), message1Length?
+//         (cut or pad message 1), acceptanceType? (server: the acceptance's frame type) }
 // message: { text } | { base64 } | { gen: "binary", size, seed } | { gen: "text", count, seed }
 // (see generate(): large messages are generated, as argv is too small to carry them).
 // Output, one JSON line each: the port (server role, first line), { connected } after the
@@ -43,7 +46,12 @@ const REFUSE = [
   "key-rejected",
   "server-full",
   "timeout",
+  "server-busy",
+  "too-many-from-address",
 ];
+const MIN_MAX_MESSAGE_SIZE = 65536; // section 4: the floor of max_message_size
+const MAX_EMPTY_FRAMES = 16; // section 5
+const MIN_REKEY_INTERVAL = 65536; // section 6
 const out = (value) => process.stdout.write(JSON.stringify(value) + "\n");
 const log = (...args) => cfg.verbose && console.error("[peer]", ...args);
 
@@ -150,9 +158,14 @@ function dh(pair, pub) {
 }
 
 // ---- The preamble, frames and parameters (PROTOCOL.md sections 2 to 4) ----
-const protocolName = psk ? "Noise_XXpsk3_25519_AESGCM_SHA256" : "Noise_XX_25519_AESGCM_SHA256";
+const protocolName = psk ? "Noise_XXpsk0_25519_AESGCM_SHA256" : "Noise_XX_25519_AESGCM_SHA256";
+const protocolByte = psk ? 2 : 0;
 const appTag = sha256(Buffer.from(app)).subarray(0, 8);
-const preamble = Buffer.concat([Buffer.from("aesm"), Buffer.from([1, psk ? 1 : 0, 0, 0]), appTag]);
+const preamble = Buffer.concat([
+  Buffer.from("aesm"),
+  Buffer.from([1, cfg.protocolByte ?? protocolByte, 0, 0]),
+  appTag,
+]);
 const frame = (type, body) =>
   Buffer.concat([Buffer.from([type, body.length >> 8, body.length]), body]);
 const record = frame; // records have the frame layout: type (1) || length (2) || body
@@ -163,7 +176,9 @@ function params() {
 }
 function readParams(payload) {
   if (payload.length < 4) throw new Refusal(1, "parameters shorter than 4 bytes");
-  return payload.readUInt32BE(0);
+  const max = payload.readUInt32BE(0);
+  if (max < MIN_MAX_MESSAGE_SIZE) throw new Refusal(1, `max_message_size ${max} below 65536`);
+  return max;
 }
 class Refusal extends Error {
   constructor(code, message) {
@@ -220,8 +235,12 @@ async function clientHandshake(reader, write) {
   const s = generateKey();
   const e = generateKey();
   const ss = new SymmetricState(protocolName, Buffer.concat([preamble, Buffer.from(app)]));
-  ss.mixEphemeral(e.pub); // -> e
-  const message1 = Buffer.concat([e.pub, ss.encryptAndHash(EMPTY)]);
+  if (psk) ss.mixKeyAndHash(psk); // -> psk, e
+  ss.mixEphemeral(e.pub);
+  let message1 = Buffer.concat([e.pub, ss.encryptAndHash(EMPTY)]);
+  if (cfg.message1Length !== undefined) {
+    message1 = Buffer.concat([message1, Buffer.alloc(64)]).subarray(0, cfg.message1Length);
+  }
   await write(Buffer.concat([preamble, frame(1, message1)]));
 
   const expectHandshake = async () => {
@@ -236,7 +255,7 @@ async function clientHandshake(reader, write) {
   };
   const f2 = await expectHandshake();
   if (!f2) return null;
-  if (f2.type !== 1 || f2.body.length < 32 + 48 + 16) throw new Refusal(1, "bad message 2");
+  if (f2.type !== 1 || f2.body.length < 32 + 48 + 4 + 16) throw new Refusal(1, "bad message 2");
   const re = f2.body.subarray(0, 32); // <- e, ee, s, es
   ss.mixEphemeral(re);
   ss.mixKey(dh(e, re));
@@ -248,17 +267,20 @@ async function clientHandshake(reader, write) {
   } catch (error) {
     throw error instanceof Refusal ? error : new Refusal(5, "message 2: " + error.message);
   }
-  const sealedS = ss.encryptAndHash(s.pub); // -> s, se [, psk]
+  const sealedS = ss.encryptAndHash(s.pub); // -> s, se
   ss.mixKey(dh(s, re));
-  if (psk) ss.mixKeyAndHash(psk);
   await write(frame(1, Buffer.concat([sealedS, ss.encryptAndHash(params())])));
   const [send, recv] = ss.split();
 
+  // The acceptance is part of the handshake: a bad one is refused (section 4).
   const acceptance = await expectHandshake();
   if (!acceptance) return null;
-  if (acceptance.type !== 3) throw new Error("expected the acceptance frame");
-  if (recv.decryptWithAd(acceptance.header, acceptance.body).length !== 0) {
-    throw new Error("the acceptance is not empty");
+  if (acceptance.type !== 3) throw new Refusal(1, `acceptance of frame type ${acceptance.type}`);
+  if (acceptance.body.length !== 16) throw new Refusal(1, "the acceptance is not empty");
+  try {
+    recv.decryptWithAd(acceptance.header, acceptance.body);
+  } catch {
+    throw new Refusal(5, "the acceptance failed authentication");
   }
   return { send, recv, peerMax };
 }
@@ -268,24 +290,25 @@ async function serverHandshake(socket, reader, write) {
   if (!p) throw new Error("no preamble");
   if (!p.subarray(0, 4).equals(Buffer.from("aesm"))) return socket.destroy(), null;
   if (p[4] !== 1) throw new Refusal(2, "version");
-  if (p[5] > 1 || p[6] || p[7]) throw new Refusal(1, "bad protocol or reserved byte");
-  if (p[5] !== (psk ? 1 : 0)) throw new Refusal(3, "psk on one side only");
+  if (p[5] > 2 || p[6] || p[7]) throw new Refusal(1, "bad protocol or reserved byte");
+  if (p[5] !== protocolByte) throw new Refusal(3, "not this server's protocol byte");
   if (!p.subarray(8).equals(appTag)) throw new Refusal(4, "another application");
-  const s = generateKey();
-  const e = generateKey();
   const ss = new SymmetricState(protocolName, Buffer.concat([p, Buffer.from(app)]));
   const f1 = await reader.frame();
-  if (!f1 || f1.type !== 1 || f1.body.length < 32) throw new Refusal(1, "bad message 1");
-  const re = f1.body.subarray(0, 32); // -> e
+  if (!f1) throw new Error("the client closed during the handshake");
+  if (f1.type === 2) return out({ refused: { code: f1.body[0] } }), null;
+  if (f1.type !== 1 || f1.body.length !== (psk ? 48 : 32)) throw new Refusal(1, "bad message 1");
+  if (psk) ss.mixKeyAndHash(psk); // -> psk, e: the tag is checked before any key or DH
+  const re = f1.body.subarray(0, 32);
   ss.mixEphemeral(re);
-  let payload;
   try {
-    payload = ss.decryptAndHash(f1.body.subarray(32));
+    ss.decryptAndHash(f1.body.subarray(32));
   } catch {
-    throw new Refusal(5, "message 1 failed");
+    throw new Refusal(6, "message 1 failed: another psk");
   }
-  if (payload.length !== 0) throw new Refusal(1, "message 1 has a payload");
 
+  const s = generateKey();
+  const e = generateKey();
   ss.mixEphemeral(e.pub); // <- e, ee, s, es
   ss.mixKey(dh(e, re));
   const sealedS = ss.encryptAndHash(s.pub);
@@ -298,18 +321,18 @@ async function serverHandshake(socket, reader, write) {
     out({ refused: { code: f3.body[0], reason: REFUSE[f3.body[0]] ?? "malformed" } });
     return null;
   }
-  if (f3.type !== 1 || f3.body.length < 48 + 16) throw new Refusal(1, "bad message 3");
+  if (f3.type !== 1 || f3.body.length < 48 + 4 + 16) throw new Refusal(1, "bad message 3");
   let peerMax;
   try {
-    const rs = ss.decryptAndHash(f3.body.subarray(0, 48));
+    const rs = ss.decryptAndHash(f3.body.subarray(0, 48)); // -> s, se
     ss.mixKey(dh(e, rs));
-    if (psk) ss.mixKeyAndHash(psk);
     peerMax = readParams(ss.decryptAndHash(f3.body.subarray(48)));
   } catch (error) {
-    throw error instanceof Refusal ? error : new Refusal(psk ? 6 : 5, "message 3 failed");
+    throw error instanceof Refusal ? error : new Refusal(5, "message 3 failed");
   }
   const [recv, send] = ss.split();
-  const header = Buffer.from([3, 0, 16]); // the acceptance: an empty Transport plaintext
+  // the acceptance: an empty Transport plaintext (acceptanceType breaks it on purpose)
+  const header = Buffer.from([cfg.acceptanceType ?? 3, 0, 16]);
   await write(Buffer.concat([header, send.encryptWithAd(header, EMPTY)]));
   return { send, recv, peerMax };
 }
@@ -328,9 +351,12 @@ function generate(m) {
 }
 
 async function transport(socket, reader, write, { send, recv, peerMax }) {
-  let framesSent = 0;
+  let sentSinceRekey = 0;
   async function sendFrame(plaintext) {
-    const type = cfg.rekeyEvery && ++framesSent % cfg.rekeyEvery === 0 ? 4 : 3;
+    sentSinceRekey += plaintext.length; // the rekey frame's own plaintext counts (section 6)
+    const rekey = cfg.rekeyAfter && sentSinceRekey >= cfg.rekeyAfter;
+    if (rekey) sentSinceRekey = 0;
+    const type = rekey ? 4 : 3;
     const header = Buffer.from([type, (plaintext.length + 16) >> 8, plaintext.length + 16]);
     const body = send.encryptWithAd(header, plaintext);
     if (type === 4) send.rekey(); // right after encrypting a TransportRekey frame
@@ -376,6 +402,8 @@ async function transport(socket, reader, write, { send, recv, peerMax }) {
   let message = null; // { type, sentAt, total, parts, got }
   let received = 0;
   let closeCode = null;
+  let emptyInARow = 0;
+  let receivedSinceRekey = 0;
   const protocolError = async (why, code = 2) => { // 02 protocol-error, 03 message-too-large
     log("protocol error:", why);
     if (!closing) {
@@ -406,6 +434,15 @@ async function transport(socket, reader, write, { send, recv, peerMax }) {
     }
     if (closeCode !== null) return protocolError("a frame after the Close record");
     if (f.type !== 3 && f.type !== 4) return protocolError(`frame type ${f.type}`);
+    // Caps, judged from the length alone, before decrypting (sections 5 and 6).
+    const size = Math.max(0, f.body.length - 16);
+    emptyInARow = size === 0 ? emptyInARow + 1 : 0;
+    if (emptyInARow > MAX_EMPTY_FRAMES) return protocolError("too many empty frames in a row");
+    receivedSinceRekey += size;
+    if (f.type === 4) {
+      if (receivedSinceRekey < MIN_REKEY_INTERVAL) return protocolError("a rekey too soon");
+      receivedSinceRekey = 0;
+    }
     let plaintext;
     try {
       plaintext = recv.decryptWithAd(f.header, f.body);
@@ -435,10 +472,15 @@ async function transport(socket, reader, write, { send, recv, peerMax }) {
           addBytes(body);
         } else if (type === 4) {
           if (message || body.length < 1) throw new Error("a Close inside a message");
+          if (off !== plaintext.length) throw new Error("a record after the Close record");
+          if (body.length - 1 > 256) throw new Error("a Close reason over 256 bytes");
+          new TextDecoder("utf-8", { fatal: true }).decode(body.subarray(1)); // throws if invalid
           closeCode = body[0];
           closeArrived();
           log("Close received, code", closeCode, body.subarray(1).toString());
-        } else if (type !== 5 && type < 0x40) {
+        } else if (type === 5) {
+          if (body.length !== 0) throw new Error("a Ping with a body");
+        } else if (type < 0x40) {
           throw new Error(`reserved record type ${type}`);
         }
       }
