@@ -525,7 +525,7 @@ function checkSlowConsumer(policy: unknown): SlowConsumerPolicy {
  * An aesm server.
  *
  * Listens as soon as it is constructed. Each client runs the handshake
- * (`Noise_XX_25519_AESGCM_SHA256`, or `Noise_XXpsk3_25519_AESGCM_SHA256`
+ * (`Noise_XX_25519_AESGCM_SHA256`, or `Noise_XXpsk0_25519_AESGCM_SHA256`
  * with a `psk`), bound to the application name; then its messages arrive as
  * packets. Without a `psk`, `allowedPublicKeys` or `authorize`, any client
  * that knows the application name may connect: the channel is encrypted and
