@@ -341,7 +341,7 @@ export async function establishServer(
       length: config.psk ? MESSAGE1_LENGTH.psk : MESSAGE1_LENGTH.plain,
       failure: config.psk ? "psk-mismatch" : "handshake-failed",
     });
-    await io.write(encodeFrame(FrameType.Handshake, await hs.writeMessage(encodeParams(config))));
+    await io.write(encodeFrame(FrameType.Handshake, await writeMessage2(hs, config)));
     const params = await readHandshake(io, hs, "the client's last handshake message", {
       minLength: MIN_MESSAGE3_LENGTH,
     });
@@ -356,6 +356,20 @@ export async function establishServer(
   } catch (error) {
     await io.refuse(error);
     throw error;
+  }
+}
+
+// Message 2's DH is the first use of the client's ephemeral key: a key X25519
+// rejects (a low-order point) fails there, and is the client's failure.
+async function writeMessage2(hs: HandshakeState, config: HandshakeConfig): Promise<Bytes> {
+  try {
+    return await hs.writeMessage(encodeParams(config));
+  } catch (error) {
+    throw refusal(
+      "handshake-failed",
+      "Cannot complete handshake: the client's ephemeral key is invalid",
+      error,
+    );
   }
 }
 

@@ -457,6 +457,17 @@ const SCENARIOS: Record<string, Scenario> = {
       assert.deepEqual(frames, [FrameType.Refuse], "no message 2 before the Refuse");
       return answer;
     }),
+  M11: async () => {
+    const zero = await refusedAt(
+      {},
+      async () => concat(await preamble(), frame(1, new Uint8Array(32))),
+    )();
+    const one = new Uint8Array(32);
+    one[0] = 1;
+    const order = await refusedAt({}, async () => concat(await preamble(), frame(1, one)))();
+    assert.equal(zero, order);
+    return zero;
+  },
   M3: async () =>
     (await clientAnswer({ message2: () => Promise.resolve(frame(1, new Uint8Array(99))) })).answer,
   M4: async () =>
