@@ -242,10 +242,12 @@ async function clientAnswer(
       closeQuietly(conn);
     }
   })();
+  serve.catch(() => {}); // Awaited below; a client that connected may come first.
   const error = await ClientNetwork.connect({
     hostname: HOST,
     port: listener.addr.port,
     handshakeTimeout: 5000,
+    closeTimeout: 500,
     ...client,
   }).then(async (c) => {
     await c.close();
