@@ -135,19 +135,21 @@ Deno.test("ServerNetwork.sendAll() skips a peer whose maxMessageSize is too smal
   await using small = await ClientNetwork.connect({
     hostname: HOST,
     port: server.port,
-    maxMessageSize: 1,
+    maxMessageSize: 65536, // The smallest there is (PROTOCOL.md section 4).
   });
   const toSmall = await server.accept(bounded());
   await using large = await ClientNetwork.connect({ hostname: HOST, port: server.port });
   await server.accept(bounded());
 
-  assert.equal(await server.sendAll("hello everyone"), 1);
-  assert.equal((await large.receive(bounded()))?.text(), "hello everyone");
-  const report = await server.broadcast("again");
+  const hello = "hello everyone ".repeat(4370); // 65550 bytes
+  assert.equal(await server.sendAll(hello), 1);
+  assert.equal((await large.receive(bounded()))?.text(), hello);
+  const again = "a".repeat(65537);
+  const report = await server.broadcast(again);
   assert.equal(report.sent, 1);
   assert.deepEqual(report.tooLarge, [toSmall]);
   assert.deepEqual(report.failed, []);
-  assert.equal((await large.receive(bounded()))?.text(), "again");
+  assert.equal((await large.receive(bounded()))?.text(), again);
   assert.equal(await server.sendAll("x"), 2); // One byte fits both.
   assert.equal((await small.receive(bounded()))?.text(), "x");
   assert.equal(small.retrieved.length, 0, "nothing over its limit reached the small peer");
