@@ -821,7 +821,7 @@ function raisedBy(text: string, message: string): boolean {
 
 // ---------------------------------------------------------------------------
 
-Deno.test("Every row of PROTOCOL.md's conformance table gets its answer on the wire", async (t) => {
+Deno.test("Every row of PROTOCOL.md's conformance table gets its answer on the wire, and every check in the code has a row", async (t) => {
   const rows = await conformanceTable();
   assert.ok(rows.length >= 50, `the table has ${rows.length} rows`);
   assert.deepEqual(
@@ -839,23 +839,25 @@ Deno.test("Every row of PROTOCOL.md's conformance table gets its answer on the w
       assert.equal(await SCENARIOS[row.id](), row.answer);
     });
   }
-});
-
-Deno.test("Every refusal and protocol error in the receiver's code is raised by a conformance row", async () => {
-  // Runs after the table test, whose scenarios filled `observed`.
-  const messages = await codeMessages();
-  assert.ok(messages.length >= 30, `found ${messages.length} check messages`);
-  const seen = [...observed];
-  const missing = messages.filter((message) =>
-    !(message in UNREACHABLE) && !seen.some((text) => raisedBy(text, message))
+  await t.step(
+    "every refusal and protocol error in the receiver's code is raised by a row",
+    async () => {
+      // After every row: their scenarios filled `observed`.
+      const messages = await codeMessages();
+      assert.ok(messages.length >= 30, `found ${messages.length} check messages`);
+      const seen = [...observed];
+      const missing = messages.filter((message) =>
+        !(message in UNREACHABLE) && !seen.some((text) => raisedBy(text, message))
+      );
+      assert.deepEqual(missing, [], "checks in the code that no row of the table raises");
+      for (const message of Object.keys(UNREACHABLE)) {
+        assert.ok(
+          messages.includes(message),
+          `the unreachable list names a check that is gone: ${message}`,
+        );
+      }
+    },
   );
-  assert.deepEqual(missing, [], "checks in the code that no row of the table raises");
-  for (const message of Object.keys(UNREACHABLE)) {
-    assert.ok(
-      messages.includes(message),
-      `the unreachable list names a check that is gone: ${message}`,
-    );
-  }
 });
 
 // ---------------------------------------------------------------------------
