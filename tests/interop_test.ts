@@ -438,6 +438,25 @@ Deno.test("interop (e): PROTOCOL.md's conformance rows the peer can break on pur
       "protocol-mismatch",
     );
   });
+  await t.step("H6: a client that stalls before message 3 gets Refuse timeout", async () => {
+    const signal = AbortSignal.timeout(LIMIT_MS);
+    await using server = await ServerNetwork.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      applicationName: APP,
+      handshakeTimeout: 300,
+    });
+    await using peer = new Peer({
+      role: "client",
+      port: server.port,
+      app: APP,
+      stallBeforeMessage3: true,
+    });
+    const record = await server.activity.receive({ signal });
+    assert.equal(record?.reason, "timeout");
+    const { lines } = await peer.rest();
+    assert.deepEqual(lines[0].refused?.reason, "timeout", JSON.stringify(lines));
+  });
   await t.step("M9: max_message_size 0 and 65535 in message 3 are refused malformed", async () => {
     for (const maxMessageSize of [0, 65_535]) {
       assert.equal(await serverRefuses({ maxMessageSize }), "malformed", `${maxMessageSize}`);

@@ -12,7 +12,8 @@
 //         (FIN right after our Close record, without waiting for the other side's),
 //         paramsExtra? (reserved bytes appended to the parameters), maxMessageSize?, timeoutMs?,
 //         and to break the protocol on purpose: protocolByte? (in the preamble), message1Length?
-//         (cut or pad message 1), acceptanceType? (server: the acceptance's frame type) }
+//         (cut or pad message 1), acceptanceType? (server: the acceptance's frame type),
+//         stallBeforeMessage3? (client: read message 2, then send nothing) }
 // message: { text } | { base64 } | { gen: "binary", size, seed } | { gen: "text", count, seed }
 // (see generate(): large messages are generated, as argv is too small to carry them).
 // Output, one JSON line each: the port (server role, first line), { connected } after the
@@ -255,6 +256,10 @@ async function clientHandshake(reader, write) {
   };
   const f2 = await expectHandshake();
   if (!f2) return null;
+  if (cfg.stallBeforeMessage3) { // never send message 3: the server's timeout refuses us
+    while (await expectHandshake());
+    return null;
+  }
   if (f2.type !== 1 || f2.body.length < 32 + 48 + 4 + 16) throw new Refusal(1, "bad message 2");
   const re = f2.body.subarray(0, 32); // <- e, ee, s, es
   ss.mixEphemeral(re);
