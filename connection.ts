@@ -68,8 +68,9 @@ export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
 /** Options every connection takes, on either side. */
 export interface ConnectionOptions {
   /**
-   * The largest message this side accepts, in bytes (at most 2^32 − 1). The
-   * peer learns it in the handshake and refuses to send more.
+   * The largest message this side accepts, in bytes, from 65536 (peers
+   * refuse less, `PROTOCOL.md` section 4) to 2^32 − 1. The peer learns it in
+   * the handshake and refuses to send more.
    *
    * @default {16777216}
    */
@@ -89,7 +90,9 @@ export interface ConnectionOptions {
    */
   writeHighWaterMark?: number;
   /**
-   * Bytes of plaintext sent under one key before that direction rekeys.
+   * Bytes of plaintext sent under one key before that direction rekeys; at
+   * least 65536, as peers refuse rekeys closer together (`PROTOCOL.md`
+   * section 6).
    *
    * @default {1073741824}
    */
