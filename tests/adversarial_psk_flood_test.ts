@@ -1,6 +1,6 @@
 // Copyright 2026 the aesm authors. MIT license.
 // A psk server under a flood of first messages from an attacker without the
-// psk (another process, 1,200 a second and up to 200 in flight, for 3 s): a
+// psk (another process, 1,000 a second and up to 200 in flight, for 2 s): a
 // legitimate psk client still connects. With XXpsk0 (PROTOCOL.md section 4)
 // the server checks message 1's tag before any DH and never answers the
 // attacker with a message 2. The connect times before and during the flood
@@ -13,7 +13,7 @@ import { ServerNetwork } from "../server.ts";
 import { PeerProcess, RejectionTrap, ServerWatch, within } from "./_adversary.ts";
 
 const IN_FLIGHT = 200;
-const FLOOD_MS = 3000;
+const FLOOD_MS = 2000;
 const CONNECTS = 30;
 /**
  * Attempts per second: the same load before and after the change, set
@@ -21,7 +21,7 @@ const CONNECTS = 30;
  * shared 2-core machine: a message 2 costs it two DH and a key) and with
  * XXpsk0 (about 2,300: a refusal costs it hashing and one AES-GCM check).
  */
-const RATE = 1200;
+const RATE = 1000;
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
