@@ -55,7 +55,15 @@ async function connectTimes(
 Deno.test(`A legitimate psk client connects during a flood of first messages without the psk (${RATE}/s, up to ${IN_FLIGHT} in flight)`, async () => {
   using trap = new RejectionTrap();
   const psk = crypto.getRandomValues(new Uint8Array(32));
-  const server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0, psk });
+  // The attacker stands for many addresses: the per-address and pending
+  // bounds are raised so that its first messages reach the psk check.
+  const server = await ServerNetwork.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    psk,
+    maxPendingHandshakes: 512,
+    maxHandshakesPerAddress: 512,
+  });
   const watch = new ServerWatch(server);
   let failure: unknown;
   try {

@@ -153,6 +153,7 @@ async function message3Answer(
   watch: ServerWatch,
   third: (hs: HandshakeState) => Promise<Uint8Array>,
   psk?: Uint8Array,
+  beforeMessage3?: () => Promise<void>,
 ): Promise<string> {
   const keyPair = await generateKeyPair();
   const { pre, hs } = await handshakeBytes({ psk, keyPair });
@@ -164,6 +165,7 @@ async function message3Answer(
     const second = parseFrame((await within(reader.next(), 5000, "message 2"))!);
     assert.equal(second.type, FrameType.Handshake);
     await hs.readMessage(second.body);
+    await beforeMessage3?.();
     await writeAll(conn, await third(hs));
     const { frames } = await within(reader.drain(), 5000, "the server's answer");
     const refuse = frames.map(parseFrame).find((f) => f.type === FrameType.Refuse);
@@ -333,8 +335,8 @@ const SCENARIOS: Record<string, Scenario> = {
   A2: refusedAt({ allowedHostnames: ["192.0.2.1"] }, () => Promise.resolve(new Uint8Array(0))),
   // The server side of these two is the admission-control work's; the code
   // is reserved and a client reads it as the reason it names.
-  A3: () => reservedRefusal(0x0b),
-  A4: () => reservedRefusal(0x0c),
+  A3: () => pendingRefusal({ maxPendingHandshakes: 1, maxHandshakesPerAddress: 8 }, 0x0b),
+  A4: () => pendingRefusal({ maxPendingHandshakes: 8, maxHandshakesPerAddress: 1 }, 0x0c),
   P1: refusedAt({}, async () => (await preamble()).subarray(0, 10), true),
   P2: refusedAt({}, withPreamble((pre) => (pre[0] = 0x41))),
   P3: refusedAt({}, withPreamble((pre) => (pre[4] = 2))),
@@ -470,6 +472,8 @@ const SCENARIOS: Record<string, Scenario> = {
     assert.equal(zero, order);
     return zero;
   },
+  M12: () => slotGone({ maxConnections: 1 }),
+  M13: () => slotGone({ maxConnectionsPerAddress: 1 }),
   M3: async () =>
     (await clientAnswer({ message2: () => Promise.resolve(frame(1, new Uint8Array(99))) })).answer,
   M4: async () =>
@@ -749,14 +753,47 @@ const SCENARIOS: Record<string, Scenario> = {
     }),
 };
 
-/** What an aesm client makes of a Refuse frame sent at once: the reason it names, nothing sent. */
-async function reservedRefusal(code: number): Promise<string> {
-  const { answer, error } = await clientAnswer({
+/**
+ * A server at its bound of handshakes in progress (one held at message 2)
+ * refuses the next at accept; and an aesm client told so at once reports the
+ * reason and sends nothing.
+ */
+async function pendingRefusal(options: ServerOptions, code: number): Promise<string> {
+  const answer = await withAesmServer(options, async (server, watch) => {
+    const held = await Deno.connect({ hostname: HOST, port: server.port });
+    try {
+      const { pre, hs } = await handshakeBytes({ keyPair: await generateKeyPair() });
+      await writeAll(held, concat(pre, frame(FrameType.Handshake, await hs.writeMessage())));
+      await within(new FrameReader(held).next(), 5000, "message 2 of the held handshake");
+      return (await rawAnswer(server.port, new Uint8Array(0), watch)).answer;
+    } finally {
+      closeQuietly(held);
+    }
+  });
+  const { answer: clientSent, error } = await clientAnswer({
     atAccept: frame(FrameType.Refuse, new Uint8Array([code])),
   });
-  assert.equal(answer, "close, nothing sent", "a client never answers a Refuse");
+  assert.equal(clientSent, "close, nothing sent", "a client never answers a Refuse");
   assert.equal((error as Error).name, "RefusedError");
-  return `Refuse \`${(error as { reason: string }).reason}\``;
+  assert.equal(`Refuse \`${(error as { reason: string }).reason}\``, answer);
+  return answer;
+}
+
+/** The last connection slot goes to another client while this one's handshake is at message 3. */
+function slotGone(options: ServerOptions): Promise<string> {
+  return withAesmServer(options, (server, watch) =>
+    message3Answer(
+      server.port,
+      watch,
+      async (hs) => frame(FrameType.Handshake, await hs.writeMessage(params(MIN_MAX))),
+      undefined,
+      async () => {
+        const other = await ClientNetwork.connect({ hostname: HOST, port: server.port });
+        await watch.connection(other.localAddress);
+        // Closed by the server's stop(); the slot stays taken until then.
+        void other.closed;
+      },
+    ));
 }
 
 /** The stream cut after `send`: what the server reports, and whether it sent anything. */
@@ -787,6 +824,7 @@ const CHECK_FILES = [
   "_frame_opener.ts",
   "_transport_limits.ts",
   "_record.ts",
+  "server.ts",
 ];
 
 /** Messages no wire input can raise, and why. */
@@ -800,7 +838,7 @@ const UNREACHABLE: Record<string, string> = {
 async function codeMessages(): Promise<string[]> {
   const messages: string[] = [];
   const pattern =
-    /(?:refusal\(\s*(?:"[a-z-]+"|\w+),|new ProtocolError\(|super\()\s*[`"](Cannot [^`"]*)/g;
+    /(?:refusal\(\s*(?:"[a-z-]+"|\w+),|new (?:ProtocolError|RefusedError)\(|super\()\s*[`"](Cannot [^`"]*)/g;
   for (const file of CHECK_FILES) {
     const source = await Deno.readTextFile(new URL(file, ROOT));
     for (const match of source.matchAll(pattern)) messages.push(match[1]);
