@@ -508,6 +508,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
       this.#unwritten === 0
     ) {
       this.#queueControl(RecordType.Ping, EMPTY_BODY);
+      this.#lastWrite = now; // Counted from now, or the timer would spin until it is written.
     }
     this.#scheduleHeartbeat();
   };
