@@ -1,0 +1,191 @@
+// Copyright 2026 the aesm authors. MIT license.
+/**
+ * `aesm send FILE HOST:PORT`: sends a file to `aesm receive`, resuming after
+ * a drop. Private to the CLI.
+ *
+ * @module
+ */
+
+import {
+  expectPositionals,
+  formatTarget,
+  optionalNumber,
+  parseArgs,
+  type ParsedArgs,
+  parseTarget,
+  type Target,
+} from "./_cli_args.ts";
+import { CliError } from "./_cli_errors.ts";
+import { EXIT, help } from "./_cli_help.ts";
+import { delay, interrupted } from "./_cli_io.ts";
+import { CLIENT_FLAGS, connectClient } from "./_cli_peer.ts";
+import { formatSize, Progress } from "./_cli_progress.ts";
+import {
+  CHUNK,
+  control,
+  createHash,
+  digestSoFar,
+  DroppedError,
+  encode,
+  type Hash,
+  hashPrefix,
+  nextPacket,
+  TransferError,
+} from "./_cli_transfer_wire.ts";
+import type { ClientNetwork } from "./client.ts";
+import { ConnectError, ConnectionClosedError } from "./errors.ts";
+
+/** The application name send and receive use unless `--app` names another. */
+export const TRANSFER_APP = "aesm-file";
+const DEFAULT_RETRIES = 3;
+
+/**
+ * Runs `aesm send`.
+ *
+ * @returns The exit code.
+ */
+export async function send(args: readonly string[]): Promise<number> {
+  const parsed = parseArgs("send", args, { ...CLIENT_FLAGS, retries: "string" });
+  if (parsed.booleans.has("help")) return help("send");
+  const [path, where] = expectPositionals("send", parsed, ["FILE", "HOST:PORT"]);
+  const target = parseTarget(where, "address");
+  const retries = optionalNumber(parsed, "retries", 0) ?? DEFAULT_RETRIES;
+  const size = await fileSize(path);
+  const name = path.slice(path.lastIndexOf("/") + 1);
+  const interrupt = interrupted();
+  try {
+    for (let attempt = 0;; attempt++) {
+      const progress = new Progress(name, size);
+      try {
+        const sha256 = await sendOnce(path, { name, size }, target, parsed, progress);
+        progress.clear();
+        console.error(`sent ${name}: ${progress.summary()}, sha256 ${sha256} verified`);
+        return EXIT.ok;
+      } catch (error) {
+        progress.clear();
+        const why = describeDrop(error, progress);
+        const retry = resumable(error, attempt > 0) && attempt < retries;
+        if (!retry) throw failure(error, `Cannot send ${path} to ${formatTarget(target)}`, why);
+        console.error(`${why}; resuming in 1 s (retry ${attempt + 1} of ${retries})`);
+        await delay(1, interrupt.signal);
+        if (interrupt.signal.aborted) {
+          throw failure(error, `Cannot send ${path} to ${formatTarget(target)}`, why);
+        }
+      }
+    }
+  } finally {
+    interrupt.dispose();
+  }
+}
+
+async function fileSize(path: string): Promise<number> {
+  try {
+    const info = await Deno.stat(path);
+    if (!info.isFile) throw new CliError(`Cannot send ${path}: it is not a file`, EXIT.usage);
+    return info.size;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    throw new CliError(`Cannot send ${path}: there is no such file`, EXIT.usage);
+  }
+}
+
+/** Whether a failed attempt may be retried: a drop, or (on a retry) a receiver still away. */
+function resumable(error: unknown, retrying: boolean): boolean {
+  return error instanceof DroppedError || error instanceof ConnectionClosedError ||
+    (retrying && error instanceof ConnectError);
+}
+
+/** What cut the transfer, and after how many bytes. */
+function describeDrop(error: unknown, progress: Progress): string {
+  const where = `after ${formatSize(progress.offset + progress.moved)} of ${
+    formatSize(progress.total)
+  }`;
+  if (error instanceof ConnectionClosedError) {
+    return `the connection dropped ${where} (${error.reason})`;
+  }
+  return error instanceof DroppedError ? `${error.message} (${where})` : String(error);
+}
+
+function failure(error: unknown, action: string, why: string): unknown {
+  if (error instanceof TransferError) {
+    return new CliError(`${action}: ${error.message}`, EXIT.failure, { cause: error });
+  }
+  if (error instanceof DroppedError || error instanceof ConnectionClosedError) {
+    return new CliError(
+      `${action}: ${why}; run the same command again to resume (the receiver keeps the ` +
+        "partial file)",
+      EXIT.failure,
+      { cause: error },
+    );
+  }
+  return error;
+}
+
+/** One attempt: connect, agree where to start, stream, check. */
+async function sendOnce(
+  path: string,
+  offer: { name: string; size: number },
+  target: Target,
+  parsed: ParsedArgs,
+  progress: Progress,
+): Promise<string> {
+  const client = await connectClient(target, parsed, TRANSFER_APP);
+  using file = await Deno.open(path);
+  try {
+    await client.send(encode({ type: "offer", ...offer }));
+    const reply = control(await nextPacket(client, "the receiver's answer"), "accept", "refuse");
+    if (reply.type === "refuse") throw new TransferError(`the receiver refused: ${reply.message}`);
+    const { offset, hash } = await agree(file, reply, offer.size);
+    if (offset > 0) console.error(`resuming ${offer.name} after ${formatSize(offset)}`);
+    await client.send(encode({ type: "start", offset }));
+    progress.start(offset);
+    await stream(client, file, { from: offset, size: offer.size }, hash, progress);
+    const sha256 = hash.digest("hex");
+    await client.send(encode({ type: "done", sha256 }));
+    const verdict = control(await nextPacket(client, "the receiver's check"), "verified", "failed");
+    if (verdict.type === "failed") throw new TransferError(`the check failed: ${verdict.message}`);
+    return sha256;
+  } finally {
+    await client.close();
+  }
+}
+
+/** Where to start: after the receiver's partial file if this file starts the same. */
+async function agree(
+  file: Deno.FsFile,
+  reply: { offset: number; sha256: string },
+  size: number,
+): Promise<{ offset: number; hash: Hash }> {
+  if (reply.offset > 0 && reply.offset <= size) {
+    const hash = await hashPrefix(file, reply.offset);
+    if (digestSoFar(hash) === reply.sha256) return { offset: reply.offset, hash };
+    console.error("the receiver's partial file differs from this one: sending it whole");
+    await file.seek(0, Deno.SeekMode.Start);
+  }
+  return { offset: 0, hash: createHash("sha256") };
+}
+
+/** Sends the file's bytes from `from` to `size`, hashing them, one awaited message at a time. */
+async function stream(
+  client: ClientNetwork,
+  file: Deno.FsFile,
+  range: { from: number; size: number },
+  hash: Hash,
+  progress: Progress,
+): Promise<void> {
+  const buffer = new Uint8Array(CHUNK);
+  for (let sent = range.from; sent < range.size;) {
+    let filled = 0;
+    const want = Math.min(CHUNK, range.size - sent);
+    while (filled < want) {
+      const n = await file.read(buffer.subarray(filled, want));
+      if (n === null) throw new TransferError(`the file shrank to ${sent + filled} bytes`);
+      filled += n;
+    }
+    const chunk = buffer.subarray(0, filled);
+    hash.update(chunk);
+    await client.send(chunk); // Copied before it resolves: the buffer is free again.
+    sent += filled;
+    progress.add(filled);
+  }
+}
