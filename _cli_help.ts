@@ -25,7 +25,8 @@ const EXIT_CODES = `Exit codes:
   2  a wrong command line
   3  refused: wrong psk, another server key (--pin, --tofu), not allowed (--allow),
      another application (--app)
-  4  unreachable: nothing listens there, or no answer within 10 s`;
+  4  unreachable: nothing listens there, or no answer within 10 s
+  130  a second Ctrl-C (the first closes cleanly)`;
 
 const SECURITY = `Security:
   --psk-file FILE   a pre-shared key: a file of 32 bytes, or of 64 hex digits
@@ -148,6 +149,7 @@ ${EXIT_CODES}`,
 Listens for aesm send and writes each file into DIR: first as NAME.part, renamed
 to NAME once its SHA-256 matches. An existing NAME is never overwritten. Prints
 its address and public key on stderr, then a line per file. Runs until Ctrl-C.
+Anyone who reaches the port may send files unless --psk-file or --allow says who.
 
 Options:
   --out DIR         where files go (required; must exist)

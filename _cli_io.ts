@@ -112,12 +112,16 @@ export async function* stdinMessages(mode: OutputMode): AsyncGenerator<string | 
 }
 
 /**
- * Resolves on Ctrl-C or SIGTERM (just `Ctrl-C` where SIGTERM cannot be
- * listened to), and removes its listeners when `dispose` is called.
+ * A signal that aborts on Ctrl-C or SIGTERM (just Ctrl-C where SIGTERM cannot
+ * be listened to), so that the command closes cleanly; a second one exits at
+ * once with code 130. `dispose` removes the listeners.
  */
 export function interrupted(): { signal: AbortSignal; dispose(): void } {
   const controller = new AbortController();
-  const stop = () => controller.abort(new DOMException("Interrupted", "AbortError"));
+  const stop = () => {
+    if (controller.signal.aborted) Deno.exit(130);
+    controller.abort(new DOMException("Interrupted", "AbortError"));
+  };
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   for (const name of signals) Deno.addSignalListener(name, stop);
   return {

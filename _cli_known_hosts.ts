@@ -71,11 +71,14 @@ export async function remember(path: string, address: string, key: string): Prom
   const lines = await readLines(path);
   const slash = path.lastIndexOf("/");
   if (slash > 0) await Deno.mkdir(path.slice(0, slash), { recursive: true });
-  const text = await Deno.readTextFile(path).catch(() => "");
-  const separator = text === "" || text.endsWith("\n") ? "" : "\n";
-  await Deno.writeTextFile(path, `${separator}${address} ${key}\n`, { append: true, mode: 0o644 });
-  const last = lines.length > 0 && lines[lines.length - 1] === "" ? lines.length - 1 : lines.length;
-  return last + 1;
+  // A file that ends without a newline gets one first; `lines` ends with "" when it has one.
+  const ended = lines.length === 0 || lines[lines.length - 1] === "";
+  const used = ended ? Math.max(lines.length - 1, 0) : lines.length;
+  await Deno.writeTextFile(path, `${ended ? "" : "\n"}${address} ${key}\n`, {
+    append: true,
+    mode: 0o644,
+  });
+  return used + 1;
 }
 
 async function readLines(path: string): Promise<string[]> {

@@ -92,20 +92,26 @@ async function outputDir(parsed: ParsedArgs): Promise<string> {
 /** Serves senders until stopped, or with `once` until a transfer ends checked or failed. */
 async function serve(server: ServerNetwork, dir: string, once: boolean): Promise<Outcome> {
   const busy = new Set<string>();
-  const transfers = new Set<Promise<Outcome>>();
-  const ended = Promise.withResolvers<Outcome>();
-  while (true) {
-    const connection = await Promise.race([server.accept().catch(() => undefined), ended.promise]);
-    if (typeof connection !== "object") break;
-    const transfer = receiveOne(connection, dir, busy);
-    transfers.add(transfer);
-    transfer.then((outcome) => {
-      transfers.delete(transfer);
-      if (once && outcome !== "cut") ended.resolve(outcome);
-    });
+  const transfers = new Set<Promise<void>>();
+  const first = Promise.withResolvers<Outcome>();
+  const enough = new AbortController();
+  try {
+    while (!enough.signal.aborted) {
+      const connection = await server.accept(enough).catch(() => undefined);
+      if (connection === undefined) break; // Stopped, or done with --once.
+      const transfer: Promise<void> = receiveOne(connection, dir, busy).then((outcome) => {
+        transfers.delete(transfer);
+        if (!once || outcome === "cut") return;
+        first.resolve(outcome);
+        enough.abort();
+      });
+      transfers.add(transfer);
+    }
+  } finally {
+    await Promise.all(transfers);
   }
-  await Promise.all(transfers);
-  return await Promise.race([ended.promise, "cut" as const]);
+  first.resolve("cut");
+  return await first.promise;
 }
 
 /** Receives one file on one connection, and says how it ended on stderr. */

@@ -430,3 +430,50 @@ Deno.test("a partial file that differs from the sender's is sent again whole", a
   assert.doesNotMatch(sent.stderr, /resumed at/);
   assert.equal(await sha256File(`${dir}/in/small.bin`), await sha256File(source));
 });
+
+Deno.test("aesm send retries after a drop and resumes by itself once the receiver is back on its port", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir}/in`);
+  const source = `${dir}/data.bin`;
+  await randomFile(source, 50_000_000);
+  const part = `${dir}/in/data.bin.part`;
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = String(probe.addr.port);
+  probe.close();
+  // The same key file, so the restarted receiver has the key the sender pinned.
+  const args = ["receive", "--out", `${dir}/in`, "--port", port, "--key", `${dir}/r.key`];
+
+  await using first = new Running(args);
+  const { address, key } = await first.banner();
+  const sending = aesm(["send", source, address, "--pin", key, "--retries", "5"]);
+  for (let i = 0; i < 3000; i++) {
+    const size = await Deno.stat(part).then((info) => info.size, () => 0);
+    if (size >= 4 * 1024 * 1024) break;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  first.child.kill("SIGKILL");
+  await first.child.status;
+  await using second = new Running([...args, "--once"]);
+  assert.equal((await second.banner()).key, key);
+
+  const sent = await sending;
+  assert.equal(sent.code, 0, sent.stderr);
+  assert.match(sent.stderr, /the connection dropped after .*; resuming in 1 s \(retry 1 of 5\)/);
+  assert.match(sent.stderr, /resumed at/);
+  assert.equal(await sha256File(`${dir}/in/data.bin`), await sha256File(source));
+});
+
+Deno.test("aesm listen --allow admits the client whose key file it names and refuses others with exit code 3", async () => {
+  await using dir = await tempDir();
+  const allowed = (await aesm(["keygen", "--out", `${dir}/client.key`])).stdout.trim();
+  await using server = new Running(["listen", "0", "--echo", "--allow", allowed]);
+  const { address } = await server.banner();
+  const inside = await aesm(["connect", address, "--key", `${dir}/client.key`, "--count", "1"], {
+    stdin: "let me in\n",
+  });
+  assert.deepEqual([inside.code, inside.stdout], [0, "let me in\n"], inside.stderr);
+  const outside = await aesm(["connect", address, "--key", `${dir}/other.key`]);
+  assert.equal(outside.code, 3);
+  assert.match(outside.stderr, /does not allow this client's key.*--allow/);
+  assert.equal((await Deno.stat(`${dir}/other.key`)).mode! & 0o777, 0o600); // Made on first use.
+});
