@@ -37,8 +37,12 @@ import type { Connection } from "./connection.ts";
 import { ConnectionClosedError } from "./errors.ts";
 import type { ServerNetwork } from "./server.ts";
 
-/** How a transfer ended: the file is there and checked, or it is not. */
-type Outcome = "verified" | "failed" | "cut";
+/**
+ * How a transfer ended: the file is there and checked; it failed its check
+ * (or an error stopped it); it was cut (the partial file kept for a resume);
+ * it was refused before it began.
+ */
+type Outcome = "verified" | "failed" | "cut" | "refused";
 
 /**
  * Runs `aesm receive`.
@@ -70,6 +74,7 @@ export async function receive(args: readonly string[]): Promise<number> {
     const serving = serve(server, dir, parsed.booleans.has("once"));
     const outcome = await Promise.race([aborted(interrupt.signal), serving]);
     await server.stop();
+    await serving;
     await logging;
     return outcome === "failed" ? EXIT.failure : EXIT.ok;
   } finally {
@@ -101,7 +106,7 @@ async function serve(server: ServerNetwork, dir: string, once: boolean): Promise
       if (connection === undefined) break; // Stopped, or done with --once.
       const transfer: Promise<void> = receiveOne(connection, dir, busy).then((outcome) => {
         transfers.delete(transfer);
-        if (!once || outcome === "cut") return;
+        if (!once || outcome === "cut" || outcome === "refused") return;
         first.resolve(outcome);
         enough.abort();
       });
@@ -110,7 +115,7 @@ async function serve(server: ServerNetwork, dir: string, once: boolean): Promise
   } finally {
     await Promise.all(transfers);
   }
-  first.resolve("cut");
+  first.resolve("refused"); // When stopped before any transfer ended.
   return await first.promise;
 }
 
@@ -121,6 +126,7 @@ async function receiveOne(
   busy: Set<string>,
 ): Promise<Outcome> {
   let name: string | undefined;
+  let claimed = false;
   try {
     const offer = control(await nextPacket(connection, "an offer"), "offer");
     name = checkName(offer.name);
@@ -128,9 +134,10 @@ async function receiveOne(
     if (refusal !== undefined) {
       await connection.send(encode({ type: "refuse", message: refusal }));
       console.error(`${connection.address}: refused ${name}: ${refusal}`);
-      return "cut";
+      return "refused";
     }
     busy.add(name);
+    claimed = true;
     return await intoFile(connection, dir, { name, size: offer.size });
   } catch (error) {
     const what = name === undefined ? "a transfer" : name;
@@ -147,7 +154,7 @@ async function receiveOne(
     await connection.send(encode({ type: "failed", message })).catch(() => {});
     return "failed";
   } finally {
-    if (name !== undefined) busy.delete(name);
+    if (claimed) busy.delete(name!);
     await connection.close();
   }
 }

@@ -22,6 +22,7 @@ import { CLIENT_FLAGS, connectClient } from "./_cli_peer.ts";
 import { formatSize, Progress } from "./_cli_progress.ts";
 import {
   CHUNK,
+  type Control,
   control,
   createHash,
   digestSoFar,
@@ -133,7 +134,7 @@ async function sendOnce(
   using file = await Deno.open(path);
   try {
     await client.send(encode({ type: "offer", ...offer }));
-    const reply = control(await nextPacket(client, "the receiver's answer"), "accept", "refuse");
+    const reply = await answer(client, "the receiver's answer", "accept", "refuse");
     if (reply.type === "refuse") throw new TransferError(`the receiver refused: ${reply.message}`);
     const { offset, hash } = await agree(file, reply, offer.size);
     if (offset > 0) console.error(`resuming ${offer.name} after ${formatSize(offset)}`);
@@ -142,12 +143,36 @@ async function sendOnce(
     await stream(client, file, { from: offset, size: offer.size }, hash, progress);
     const sha256 = hash.digest("hex");
     await client.send(encode({ type: "done", sha256 }));
-    const verdict = control(await nextPacket(client, "the receiver's check"), "verified", "failed");
-    if (verdict.type === "failed") throw new TransferError(`the check failed: ${verdict.message}`);
+    await answer(client, "the receiver's check", "verified");
     return sha256;
+  } catch (error) {
+    // A receiver that failed (a full disk, say) said why before it closed.
+    if (!(error instanceof ConnectionClosedError)) throw error;
+    const last = client.retrieved.getData();
+    throw last === undefined ? error : failed(control(last, "failed"));
   } finally {
     await client.close();
   }
+}
+
+/**
+ * Waits for the receiver's next control message, of one of the types `expected`.
+ *
+ * @throws {TransferError} If the receiver reports that it failed, or sends anything else.
+ */
+async function answer<T extends "accept" | "refuse" | "verified">(
+  client: ClientNetwork,
+  waitingFor: string,
+  ...expected: T[]
+): Promise<Extract<Control, { type: T }>> {
+  const types: Control["type"][] = [...expected, "failed"];
+  const message: Control = control(await nextPacket(client, waitingFor), ...types);
+  if (message.type === "failed") throw failed(message);
+  return message as Extract<Control, { type: T }>;
+}
+
+function failed(message: { message: string }): TransferError {
+  return new TransferError(`the receiver failed: ${message.message}`);
 }
 
 /** Where to start: after the receiver's partial file if this file starts the same. */

@@ -431,6 +431,22 @@ Deno.test("a partial file that differs from the sender's is sent again whole", a
   assert.equal(await sha256File(`${dir}/in/small.bin`), await sha256File(source));
 });
 
+Deno.test("aesm send reports the receiver's failure: a name the receiver does not allow", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir}/in`);
+  await Deno.writeTextFile(`${dir}/sneaky.part`, "a name receive keeps for partial files");
+  await using receiver = new Running(["receive", "--out", `${dir}/in`, "--once"]);
+  const { address, key } = await receiver.banner();
+  const sent = await aesm(["send", `${dir}/sneaky.part`, address, "--pin", key]);
+  assert.equal(sent.code, 1);
+  assert.match(
+    sent.stderr,
+    /Cannot send .*: the receiver failed: the name "sneaky\.part" is not allowed/,
+  );
+  assert.equal((await within(receiver.child.status, "receive --once to exit")).code, 1);
+  assert.deepEqual([...Deno.readDirSync(`${dir}/in`)], []);
+});
+
 Deno.test("aesm send retries after a drop and resumes by itself once the receiver is back on its port", async () => {
   await using dir = await tempDir();
   await Deno.mkdir(`${dir}/in`);
