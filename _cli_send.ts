@@ -52,7 +52,7 @@ export async function send(args: readonly string[]): Promise<number> {
   const target = parseTarget(where, "address");
   const retries = optionalNumber(parsed, "retries", 0) ?? DEFAULT_RETRIES;
   const size = await fileSize(path);
-  const name = path.slice(path.lastIndexOf("/") + 1);
+  const name = path.split(/[\\/]/).pop()!;
   const interrupt = interrupted();
   try {
     for (let attempt = 0;; attempt++) {

@@ -493,3 +493,24 @@ Deno.test("aesm listen --allow admits the client whose key file it names and ref
   assert.match(outside.stderr, /does not allow this client's key.*--allow/);
   assert.equal((await Deno.stat(`${dir}/other.key`)).mode! & 0o777, 0o600); // Made on first use.
 });
+
+Deno.test("aesm connect exits 0 when the server closes cleanly on Ctrl-C, and 1 when it is cut off", async () => {
+  for (const [signal, code] of [["SIGINT", 0], ["SIGKILL", 1]] as const) {
+    await using server = new Running(["listen", "0"]);
+    const { address } = await server.banner();
+    const client = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", CLI, "connect", address],
+      env: {},
+      stdin: "piped", // Held open: only the server's end ends the client.
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    await server.lineMatching(/ connected, key /, "the client to connect");
+    server.child.kill(signal);
+    const output = await within(client.output(), `connect to exit after the server's ${signal}`);
+    await client.stdin.close().catch(() => {});
+    const stderr = decoder.decode(output.stderr);
+    assert.equal(output.code, code, stderr);
+    if (code === 1) assert.match(stderr, /Cannot keep the connection to .*without a close/);
+  }
+});
