@@ -45,16 +45,32 @@ export async function writeAll(
 export class Output {
   #mode: OutputMode;
   #last: Promise<void> = Promise.resolve();
+  #ended = Promise.withResolvers<void>();
+  #broken = false;
 
   /** Prints in `mode`. */
   constructor(mode: OutputMode) {
     this.#mode = mode;
+    this.#ended.promise.catch(() => {}); // Whoever races it sees the error.
+  }
+
+  /**
+   * Resolves when stdout's reader has gone (a broken pipe, as after `| head -1`): the
+   * command is done. Rejects on any other write error. Later writes print nothing.
+   */
+  get ended(): Promise<void> {
+    return this.#ended.promise;
   }
 
   /** Prints one packet once those before it are printed. */
   write(packet: Packet): Promise<void> {
+    if (this.#broken) return this.#last;
     const bytes = this.#format(packet);
-    this.#last = this.#last.then(() => bytes && writeAll(Deno.stdout, bytes));
+    this.#last = this.#last.then(() => bytes && writeAll(Deno.stdout, bytes)).catch((error) => {
+      this.#broken = true;
+      if (error instanceof Deno.errors.BrokenPipe) this.#ended.resolve();
+      else this.#ended.reject(error);
+    });
     return this.#last;
   }
 

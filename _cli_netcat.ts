@@ -56,11 +56,12 @@ export async function listen(args: readonly string[]): Promise<number> {
     console.error(`listening on ${server.address}, public key ${toHex(server.publicKey)}`);
     const arrivals = new Arrivals();
     const logging = logActivity(server, arrivals);
-    const serving = serve(server, new Output(mode), parsed);
+    const output = new Output(mode);
+    const serving = serve(server, output, parsed);
     const reading = parsed.booleans.has("echo")
       ? new Promise<void>(() => {})
       : broadcastStdin(server, mode, arrivals).then(() => new Promise<void>(() => {}));
-    await Promise.race([aborted(interrupt.signal), serving, reading]);
+    await Promise.race([aborted(interrupt.signal), serving, reading, output.ended]);
     await server.stop();
     await serving;
     await logging;
@@ -170,11 +171,12 @@ export async function connect(args: readonly string[]): Promise<number> {
   const interrupt = interrupted();
   try {
     const client = await connectClient(target, parsed, "aesm");
-    const printing = print(client, new Output(mode), count ?? Infinity);
+    const output = new Output(mode);
+    const printing = print(client, output, count ?? Infinity);
     const sending = sendStdin(client, mode).then(() =>
       quitAfter === undefined ? new Promise<void>(() => {}) : delay(quitAfter, interrupt.signal)
     );
-    await Promise.race([aborted(interrupt.signal), printing, sending]);
+    await Promise.race([aborted(interrupt.signal), printing, sending, output.ended]);
     const info = await client.close();
     await printing;
     if (info.clean) return EXIT.ok;

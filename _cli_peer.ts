@@ -131,7 +131,12 @@ export async function connectClient(
     const line = await remember(knownHosts, address, key);
     console.error(`trusting ${address} on first use: key ${key} recorded in ${knownHosts}:${line}`);
   }
-  console.error(`connected to ${address}, server key ${key}`);
+  const unauthenticated = serverPublicKey === undefined && knownHosts === undefined &&
+    !parsed.strings.has("psk-file");
+  console.error(
+    `connected to ${address}, server key ${key}` +
+      (unauthenticated ? " (not authenticated: use --pin, --tofu or --psk-file)" : ""),
+  );
   return client;
 }
 

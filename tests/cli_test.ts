@@ -514,3 +514,16 @@ Deno.test("aesm connect exits 0 when the server closes cleanly on Ctrl-C, and 1 
     if (code === 1) assert.match(stderr, /Cannot keep the connection to .*without a close/);
   }
 });
+
+Deno.test("aesm listen ends with code 0 when the reader of its stdout goes, as after | head -1", async () => {
+  await using server = new Running(["listen", "0", "--echo"], { stdout: true });
+  const { address } = await server.banner();
+  const stdout = server.child.stdout.getReader();
+  const first = await aesm(["connect", address, "--count", "1"], { stdin: "one\n" });
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(decoder.decode((await within(stdout.read(), "listen's first line")).value), "one\n");
+  await stdout.cancel(); // The reader goes away.
+  const second = await aesm(["connect", address, "--count", "1"], { stdin: "two\n" });
+  assert.equal(second.code, 0, second.stderr);
+  assert.equal((await within(server.child.status, "listen to end")).code, 0);
+});
