@@ -19,7 +19,7 @@ import {
 } from "./_cli_args.ts";
 import { CliError, connectFailure } from "./_cli_errors.ts";
 import { EXIT } from "./_cli_help.ts";
-import { knownHostsPath, lookUp, remember } from "./_cli_known_hosts.ts";
+import { type KnownHost, knownHostsPath, lookUp, remember } from "./_cli_known_hosts.ts";
 import { ClientNetwork, type ClientOptions } from "./client.ts";
 import { ServerNetwork, type ServerOptions } from "./server.ts";
 import { AuthenticationError } from "./errors.ts";
@@ -102,42 +102,68 @@ export async function connectClient(
   options?: Partial<ClientOptions>,
 ): Promise<ClientNetwork> {
   const address = formatTarget(target);
-  const pin = parsed.strings.get("pin");
-  const tofu = parsed.booleans.has("tofu");
-  if (pin !== undefined && tofu) throw new UsageError("Cannot use --pin with --tofu: pick one");
-  const knownHosts = tofu ? knownHostsPath() : undefined;
-  const known = knownHosts === undefined ? undefined : await lookUp(knownHosts, address);
-  const serverPublicKey = pin !== undefined
-    ? parseKey(pin, "pin")
-    : known === undefined
-    ? undefined
-    : fromHex(known.key);
+  const trust = await trustFrom(parsed, address);
   let client: ClientNetwork;
   try {
     client = await ClientNetwork.connect({
       ...options,
       ...await securityOptions(parsed, defaultApp),
       ...target,
-      ...(serverPublicKey === undefined ? {} : { serverPublicKey }),
+      ...(trust.serverPublicKey === undefined ? {} : { serverPublicKey: trust.serverPublicKey }),
     });
   } catch (error) {
-    if (known !== undefined && error instanceof AuthenticationError) {
-      if (error.reason === "key-rejected") throw keyChanged(address, knownHosts!, known.line);
+    const rejected = error instanceof AuthenticationError && error.reason === "key-rejected";
+    if (rejected && trust.known !== undefined) {
+      throw keyChanged(address, trust.knownHosts!, trust.known.line);
     }
     throw connectFailure(error, address);
   }
+  await announce(client, address, trust, parsed.strings.has("psk-file"));
+  return client;
+}
+
+/** Which server key to expect: the pinned one, the one known hosts recorded, or any. */
+interface Trust {
+  readonly serverPublicKey?: Uint8Array<ArrayBuffer>;
+  /** The known-hosts file, with `--tofu`. */
+  readonly knownHosts?: string;
+  /** What it records for this server, if anything. */
+  readonly known?: KnownHost;
+}
+
+async function trustFrom(parsed: ParsedArgs, address: string): Promise<Trust> {
+  const pin = parsed.strings.get("pin");
+  const tofu = parsed.booleans.has("tofu");
+  if (pin !== undefined && tofu) throw new UsageError("Cannot use --pin with --tofu: pick one");
+  if (pin !== undefined) return { serverPublicKey: parseKey(pin, "pin") };
+  if (!tofu) return {};
+  const knownHosts = knownHostsPath();
+  const known = await lookUp(knownHosts, address);
+  return known === undefined
+    ? { knownHosts }
+    : { knownHosts, known, serverPublicKey: fromHex(known.key) };
+}
+
+/** Records a server trusted on first use, and says whom the client talks to. */
+async function announce(
+  client: ClientNetwork,
+  address: string,
+  trust: Trust,
+  psk: boolean,
+): Promise<void> {
   const key = toHex(client.remotePublicKey);
-  if (knownHosts !== undefined && known === undefined) {
-    const line = await remember(knownHosts, address, key);
-    console.error(`trusting ${address} on first use: key ${key} recorded in ${knownHosts}:${line}`);
+  if (trust.knownHosts !== undefined && trust.known === undefined) {
+    const line = await remember(trust.knownHosts, address, key);
+    console.error(
+      `trusting ${address} on first use: key ${key} recorded in ${trust.knownHosts}:${line}`,
+    );
   }
-  const unauthenticated = serverPublicKey === undefined && knownHosts === undefined &&
-    !parsed.strings.has("psk-file");
+  const authenticated = trust.serverPublicKey !== undefined || trust.knownHosts !== undefined ||
+    psk;
   console.error(
     `connected to ${address}, server key ${key}` +
-      (unauthenticated ? " (not authenticated: use --pin, --tofu or --psk-file)" : ""),
+      (authenticated ? "" : " (not authenticated: use --pin, --tofu or --psk-file)"),
   );
-  return client;
 }
 
 function keyChanged(address: string, file: string, line: number): CliError {
