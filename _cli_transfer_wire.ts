@@ -87,10 +87,21 @@ export async function nextPacket(from: Receiver, waitingFor: string): Promise<Pa
   return packet;
 }
 
+/** The fields of each control message, and their kinds. */
+const FIELDS: Readonly<Record<Control["type"], Readonly<Record<string, "string" | "count">>>> = {
+  offer: { name: "string", size: "count" },
+  accept: { offset: "count", sha256: "string" },
+  refuse: { message: "string" },
+  start: { offset: "count" },
+  done: { sha256: "string" },
+  verified: {},
+  failed: { message: "string" },
+};
+
 /**
  * Reads a control message of one of the types `expected`.
  *
- * @throws {TransferError} If it is anything else.
+ * @throws {TransferError} If it is anything else, or a field is missing or of the wrong kind.
  */
 export function control<T extends Control["type"]>(
   packet: Packet,
@@ -102,19 +113,21 @@ export function control<T extends Control["type"]>(
   } catch {
     // Told below.
   }
-  if (typeof message?.type !== "string" || !expected.includes(message.type as T)) {
+  const type = message?.type as T;
+  if (!expected.includes(type)) {
     throw new TransferError(
       `expected a ${expected.join(" or ")} message, got ` +
         (packet.isText ? packet.text().slice(0, 60) : `${packet.bytes().length} bytes`),
     );
   }
-  for (const [field, value] of Object.entries(message)) {
-    const number = field === "offset" || field === "size";
-    if (number && !(Number.isSafeInteger(value) && (value as number) >= 0)) {
-      throw new TransferError(`${message.type}.${field} must be a whole number, got ${value}`);
-    }
-    if (!number && typeof value !== "string") {
-      throw new TransferError(`${message.type}.${field} must be a string`);
+  for (const [field, kind] of Object.entries(FIELDS[type])) {
+    const value = message![field];
+    const ok = kind === "string"
+      ? typeof value === "string"
+      : Number.isSafeInteger(value) && (value as number) >= 0;
+    if (!ok) {
+      const wanted = kind === "string" ? "a string" : "a whole number";
+      throw new TransferError(`${type}.${field} must be ${wanted}, got ${JSON.stringify(value)}`);
     }
   }
   return message as Extract<Control, { type: T }>;
