@@ -33,6 +33,9 @@ export function explain(error: unknown): { message: string; code: number } {
   if (error instanceof CliError) return { message: error.message, code: error.code };
   if (error instanceof UsageError) return { message: error.message, code: EXIT.usage };
   if (error instanceof RefusedError) return { message: error.message, code: EXIT.refused };
+  if (error instanceof DOMException && error.name === "AbortError") {
+    return { message: "Interrupted", code: EXIT.interrupted };
+  }
   if (error instanceof ConnectError || error instanceof TimeoutError) {
     return { message: error.message, code: EXIT.unreachable };
   }

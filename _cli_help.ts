@@ -17,6 +17,8 @@ export const EXIT = {
   refused: 3,
   /** Nothing listens there, or it did not answer in time. */
   unreachable: 4,
+  /** Interrupted (Ctrl-C) before it could finish, or a second Ctrl-C. */
+  interrupted: 130,
 } as const;
 
 const EXIT_CODES = `Exit codes:
@@ -26,7 +28,8 @@ const EXIT_CODES = `Exit codes:
   3  refused: wrong psk, another server key (--pin, --tofu), not allowed (--allow),
      another application (--app)
   4  unreachable: nothing listens there, or no answer within 10 s
-  130  a second Ctrl-C (the first closes cleanly)`;
+  130  interrupted: Ctrl-C while connecting, or a second Ctrl-C (the first closes
+       cleanly)`;
 
 const SECURITY = `Security:
   --psk-file FILE   a pre-shared key: a file of 32 bytes, or of 64 hex digits

@@ -135,7 +135,7 @@ export async function* stdinMessages(mode: OutputMode): AsyncGenerator<string | 
 export function interrupted(): { signal: AbortSignal; dispose(): void } {
   const controller = new AbortController();
   const stop = () => {
-    if (controller.signal.aborted) Deno.exit(130);
+    if (controller.signal.aborted) Deno.exit(EXIT.interrupted);
     controller.abort(new DOMException("Interrupted", "AbortError"));
   };
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];

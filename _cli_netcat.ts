@@ -170,7 +170,7 @@ export async function connect(args: readonly string[]): Promise<number> {
   const quitAfter = optionalNumber(parsed, "quit-after", 0);
   const interrupt = interrupted();
   try {
-    const client = await connectClient(target, parsed, "aesm");
+    const client = await connectClient(target, parsed, "aesm", { signal: interrupt.signal });
     const output = new Output(mode);
     const printing = print(client, output, count ?? Infinity);
     const sending = sendStdin(client, mode).then(() =>
@@ -181,7 +181,8 @@ export async function connect(args: readonly string[]): Promise<number> {
     await printing;
     if (info.clean) return EXIT.ok;
     throw new CliError(
-      `Cannot keep the connection to ${formatTarget(target)}: ${info.message} (${info.reason})`,
+      `Cannot keep the connection to ${formatTarget(target)}: ${info.message} ` +
+        `(${info.reason}); connect again once the server is back`,
       EXIT.failure,
     );
   } finally {

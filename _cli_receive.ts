@@ -141,12 +141,10 @@ async function receiveOne(
     return await intoFile(connection, dir, { name, size: offer.size });
   } catch (error) {
     const what = name === undefined ? "a transfer" : name;
-    if (error instanceof DroppedError) {
-      console.error(`${connection.address}: ${what} cut: ${error.message}`);
-      return "cut";
-    }
-    if (error instanceof ConnectionClosedError) {
-      console.error(`${connection.address}: ${what} cut: the connection closed`);
+    if (error instanceof DroppedError || error instanceof ConnectionClosedError) {
+      const why = error instanceof DroppedError ? error.message : "the connection closed";
+      const kept = claimed ? " (the partial file is kept: the next send resumes it)" : "";
+      console.error(`${connection.address}: ${what} cut: ${why}${kept}`);
       return "cut";
     }
     const message = error instanceof Error ? error.message : String(error);
@@ -247,7 +245,10 @@ async function write(
 ): Promise<string> {
   let received = range.from;
   while (true) {
-    const packet = await nextPacket(connection, `the bytes after ${received}`);
+    const packet = await nextPacket(
+      connection,
+      `the rest (${formatSize(received)} of ${formatSize(range.size)} so far)`,
+    );
     if (packet.isText) {
       const done = control(packet, "done");
       if (received !== range.size) {

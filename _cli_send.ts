@@ -58,7 +58,10 @@ export async function send(args: readonly string[]): Promise<number> {
     for (let attempt = 0;; attempt++) {
       const progress = new Progress(name, size);
       try {
-        const sha256 = await sendOnce(path, { name, size }, target, parsed, progress);
+        const sha256 = await sendOnce(path, { name, size }, target, parsed, {
+          progress,
+          signal: interrupt.signal,
+        });
         progress.clear();
         console.error(`sent ${name}: ${progress.summary()}, sha256 ${sha256} verified`);
         return EXIT.ok;
@@ -98,26 +101,29 @@ function resumable(error: unknown, retrying: boolean): boolean {
 
 /** What cut the transfer, and after how many bytes. */
 function describeDrop(error: unknown, progress: Progress): string {
-  const where = `after ${formatSize(progress.offset + progress.moved)} of ${
-    formatSize(progress.total)
-  }`;
+  const done = progress.offset + progress.moved;
+  const where = `after ${formatSize(done)} of ${formatSize(progress.total)}`;
   if (error instanceof ConnectionClosedError) {
     return `the connection dropped ${where} (${error.reason})`;
   }
+  if (isInterruption(error)) return `interrupted ${where}`;
   return error instanceof DroppedError ? `${error.message} (${where})` : String(error);
+}
+
+function isInterruption(error: unknown): boolean {
+  return error instanceof DOMException && error.name === "AbortError";
 }
 
 function failure(error: unknown, action: string, why: string): unknown {
   if (error instanceof TransferError) {
     return new CliError(`${action}: ${error.message}`, EXIT.failure, { cause: error });
   }
+  const resume = "run the same command again to resume (the receiver keeps the partial file)";
   if (error instanceof DroppedError || error instanceof ConnectionClosedError) {
-    return new CliError(
-      `${action}: ${why}; run the same command again to resume (the receiver keeps the ` +
-        "partial file)",
-      EXIT.failure,
-      { cause: error },
-    );
+    return new CliError(`${action}: ${why}; ${resume}`, EXIT.failure, { cause: error });
+  }
+  if (isInterruption(error)) {
+    return new CliError(`${action}: ${why}; ${resume}`, EXIT.interrupted, { cause: error });
   }
   return error;
 }
@@ -128,9 +134,9 @@ async function sendOnce(
   offer: { name: string; size: number },
   target: Target,
   parsed: ParsedArgs,
-  progress: Progress,
+  { progress, signal }: { progress: Progress; signal: AbortSignal },
 ): Promise<string> {
-  const client = await connectClient(target, parsed, TRANSFER_APP);
+  const client = await connectClient(target, parsed, TRANSFER_APP, { signal });
   using file = await Deno.open(path);
   try {
     await client.send(encode({ type: "offer", ...offer }));
@@ -140,7 +146,7 @@ async function sendOnce(
     if (offset > 0) console.error(`resuming ${offer.name} after ${formatSize(offset)}`);
     await client.send(encode({ type: "start", offset }));
     progress.start(offset);
-    await stream(client, file, { from: offset, size: offer.size }, hash, progress);
+    await stream(client, file, { from: offset, size: offer.size }, hash, { progress, signal });
     const sha256 = hash.digest("hex");
     await client.send(encode({ type: "done", sha256 }));
     await answer(client, "the receiver's check", "verified");
@@ -196,10 +202,11 @@ async function stream(
   file: Deno.FsFile,
   range: { from: number; size: number },
   hash: Hash,
-  progress: Progress,
+  { progress, signal }: { progress: Progress; signal: AbortSignal },
 ): Promise<void> {
   const buffer = new Uint8Array(CHUNK);
   for (let sent = range.from; sent < range.size;) {
+    signal.throwIfAborted(); // Ctrl-C: stop between messages, close cleanly, resume later.
     let filled = 0;
     const want = Math.min(CHUNK, range.size - sent);
     while (filled < want) {

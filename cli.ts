@@ -18,9 +18,9 @@
  *
  * `aesm <command> --help` gives each command's options. Exit codes: 0 done,
  * 1 failed (a dropped connection, an I/O error, a failed file check), 2 a
- * wrong command line, 3 refused (authentication), 4 unreachable, 130 a second
- * Ctrl-C (the first closes cleanly). Errors are one line on stderr that says
- * what to do.
+ * wrong command line, 3 refused (authentication), 4 unreachable, 130
+ * interrupted (Ctrl-C while connecting or sending a file, or a second Ctrl-C).
+ * Errors are one line on stderr that says what to do.
  *
  * @example A key file, and its public key read back
  * ```ts

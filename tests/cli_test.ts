@@ -132,6 +132,16 @@ async function randomFile(path: string, bytes: number): Promise<void> {
   }
 }
 
+/** Waits (bounded) until a partial file holds at least `bytes`. */
+async function partialReaches(path: string, bytes: number): Promise<void> {
+  for (let i = 0; i < 3000; i++) {
+    const size = await Deno.stat(path).then((info) => info.size, () => 0);
+    if (size >= bytes) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assert.fail(`${path} never reached ${bytes} bytes`);
+}
+
 Deno.test("aesm keygen writes a 0600 key file that pubkey reads back, and never overwrites one", async () => {
   await using dir = await tempDir();
   const path = `${dir}/server.key`;
@@ -390,11 +400,7 @@ Deno.test("a transfer cut by the receiver's death says how to resume, and the ne
     await using receiver = new Running(["receive", "--out", `${dir}/in`]);
     const { address, key } = await receiver.banner();
     const sending = aesm(["send", source, address, "--pin", key, "--retries", "0"]);
-    for (let i = 0; i < 3000; i++) {
-      const size = await Deno.stat(part).then((info) => info.size, () => 0);
-      if (size >= 4 * 1024 * 1024) break;
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    await partialReaches(part, 4 * 1024 * 1024);
     receiver.child.kill("SIGKILL");
     const cut = await sending;
     assert.equal(cut.code, 1);
@@ -462,11 +468,7 @@ Deno.test("aesm send retries after a drop and resumes by itself once the receive
   await using first = new Running(args);
   const { address, key } = await first.banner();
   const sending = aesm(["send", source, address, "--pin", key, "--retries", "5"]);
-  for (let i = 0; i < 3000; i++) {
-    const size = await Deno.stat(part).then((info) => info.size, () => 0);
-    if (size >= 4 * 1024 * 1024) break;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  await partialReaches(part, 4 * 1024 * 1024);
   first.child.kill("SIGKILL");
   await first.child.status;
   await using second = new Running([...args, "--once"]);
@@ -526,4 +528,29 @@ Deno.test("aesm listen ends with code 0 when the reader of its stdout goes, as a
   const second = await aesm(["connect", address, "--count", "1"], { stdin: "two\n" });
   assert.equal(second.code, 0, second.stderr);
   assert.equal((await within(server.child.status, "listen to end")).code, 0);
+});
+
+Deno.test("Ctrl-C stops aesm send between messages with exit code 130, and the receiver keeps the partial file", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir}/in`);
+  const source = `${dir}/data.bin`;
+  await randomFile(source, 50_000_000);
+  await using receiver = new Running(["receive", "--out", `${dir}/in`]);
+  const { address, key } = await receiver.banner();
+  const sender = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI, "send", source, address, "--pin", key],
+    env: {},
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  await partialReaches(`${dir}/in/data.bin.part`, 4 * 1024 * 1024);
+  sender.kill("SIGINT");
+  const output = await within(sender.output(), "send to stop after Ctrl-C");
+  const stderr = decoder.decode(output.stderr);
+  assert.equal(output.code, 130, stderr);
+  assert.match(stderr, /interrupted after [\d.]+ MiB of 47\.7 MiB; run the same command again/);
+  await receiver.lineMatching(
+    /data\.bin cut: .*the partial file is kept/,
+    "the receiver's cut line",
+  );
 });
