@@ -28,8 +28,8 @@ const EXIT_CODES = `Exit codes:
   3  refused: wrong psk, another server key (--pin, --tofu), not allowed (--allow),
      another application (--app)
   4  unreachable: nothing listens there, or no answer within 10 s
-  130  interrupted: Ctrl-C while connecting, or a second Ctrl-C (the first closes
-       cleanly)`;
+  130  interrupted: Ctrl-C while connecting or sending a file, or a second Ctrl-C
+       (elsewhere the first closes cleanly and exits 0)`;
 
 const SECURITY = `Security:
   --psk-file FILE   a pre-shared key: a file of 32 bytes, or of 64 hex digits
