@@ -31,7 +31,8 @@ const EXIT_CODES = `Exit codes:
   130  interrupted: Ctrl-C while connecting or sending a file, or a second Ctrl-C
        (elsewhere the first closes cleanly and exits 0)`;
 
-const SECURITY = `Security:
+const SECURITY = `
+Security:
   --psk-file FILE   a pre-shared key: a file of 32 bytes, or of 64 hex digits
                     (make one: head -c 32 /dev/urandom > app.psk); both sides need it
   --app NAME        the application name, bound into the handshake; both sides need
@@ -42,8 +43,9 @@ const SECURITY = `Security:
 const CLIENT_TRUST =
   `  --pin KEY         accept only the server with this public key (64 hex digits)
   --tofu            trust on first use: remember each server's key in the known-hosts
-                    file ($AESM_KNOWN_HOSTS, else ~/.config/aesm/known_hosts) and
-                    refuse a server whose key changed`;
+                    file ($AESM_KNOWN_HOSTS, else $XDG_CONFIG_HOME/aesm/known_hosts,
+                    else ~/.config/aesm/known_hosts) and refuse a server whose
+                    key changed`;
 
 /** Help for each command, and for the tool as a whole under `""`. */
 export const HELP: Readonly<Record<string, string>> = {
