@@ -159,10 +159,17 @@ export function parsePort(text: string, what: string): number {
  *
  * @throws {UsageError} Otherwise.
  */
-export function parseCount(text: string, flag: string, min: number): number {
-  const value = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
+export function parseCount(
+  text: string,
+  flag: string,
+  min: number,
+  options?: { integer?: boolean },
+): number {
+  const pattern = options?.integer ? /^\d+$/ : /^\d+(\.\d+)?$/;
+  const value = pattern.test(text) ? Number(text) : NaN;
   if (!(value >= min) || !Number.isSafeInteger(Math.floor(value))) {
-    throw new UsageError(`Cannot use --${flag} "${text}": expected a number of at least ${min}`);
+    const kind = options?.integer ? "a whole number" : "a number";
+    throw new UsageError(`Cannot use --${flag} "${text}": expected ${kind} of at least ${min}`);
   }
   return value;
 }
@@ -172,9 +179,14 @@ export function parseCount(text: string, flag: string, min: number): number {
  *
  * @throws {UsageError} If it is not a number of at least `min`.
  */
-export function optionalNumber(parsed: ParsedArgs, flag: string, min: number): number | undefined {
+export function optionalNumber(
+  parsed: ParsedArgs,
+  flag: string,
+  min: number,
+  options?: { integer?: boolean },
+): number | undefined {
   const text = parsed.strings.get(flag);
-  return text === undefined ? undefined : parseCount(text, flag, min);
+  return text === undefined ? undefined : parseCount(text, flag, min, options);
 }
 
 /** Formats a host and port the way addresses print: `host:port`, `[::1]:port`. */

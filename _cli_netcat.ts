@@ -166,7 +166,7 @@ export async function connect(args: readonly string[]): Promise<number> {
   const [where] = expectPositionals("connect", parsed, ["HOST:PORT"]);
   const target = parseTarget(where, "address");
   const mode = outputMode(parsed);
-  const count = optionalNumber(parsed, "count", 1);
+  const count = optionalNumber(parsed, "count", 1, { integer: true });
   const quitAfter = optionalNumber(parsed, "quit-after", 0);
   const interrupt = interrupted();
   try {

@@ -50,7 +50,7 @@ export async function send(args: readonly string[]): Promise<number> {
   if (parsed.booleans.has("help")) return help("send");
   const [path, where] = expectPositionals("send", parsed, ["FILE", "HOST:PORT"]);
   const target = parseTarget(where, "address");
-  const retries = optionalNumber(parsed, "retries", 0) ?? DEFAULT_RETRIES;
+  const retries = optionalNumber(parsed, "retries", 0, { integer: true }) ?? DEFAULT_RETRIES;
   const size = await fileSize(path);
   const name = path.split(/[\\/]/).pop()!;
   const interrupt = interrupted();
@@ -67,14 +67,14 @@ export async function send(args: readonly string[]): Promise<number> {
         return EXIT.ok;
       } catch (error) {
         progress.clear();
+        const action = `Cannot send ${path} to ${formatTarget(target)}`;
         const why = describeDrop(error, progress);
         const retry = resumable(error, attempt > 0) && attempt < retries;
-        if (!retry) throw failure(error, `Cannot send ${path} to ${formatTarget(target)}`, why);
+        if (!retry) throw failure(error, action, why, attempt > 0);
         console.error(`${why}; resuming in 1 s (retry ${attempt + 1} of ${retries})`);
         await delay(1, interrupt.signal);
-        if (interrupt.signal.aborted) {
-          throw failure(error, `Cannot send ${path} to ${formatTarget(target)}`, why);
-        }
+        const reason = interrupt.signal.reason;
+        if (interrupt.signal.aborted) throw failure(reason, action, describeDrop(reason, progress));
       }
     }
   } finally {
@@ -107,14 +107,16 @@ function describeDrop(error: unknown, progress: Progress): string {
     return `the connection dropped ${where} (${error.reason})`;
   }
   if (isInterruption(error)) return `interrupted ${where}`;
-  return error instanceof DroppedError ? `${error.message} (${where})` : String(error);
+  if (error instanceof DroppedError) return `${error.message} (${where})`;
+  return error instanceof Error ? error.message : String(error);
 }
 
 function isInterruption(error: unknown): boolean {
   return error instanceof DOMException && error.name === "AbortError";
 }
 
-function failure(error: unknown, action: string, why: string): unknown {
+/** The error to end with; `retried` when an earlier attempt had reached the receiver. */
+function failure(error: unknown, action: string, why: string, retried = false): unknown {
   if (error instanceof TransferError) {
     return new CliError(`${action}: ${error.message}`, EXIT.failure, { cause: error });
   }
@@ -124,6 +126,13 @@ function failure(error: unknown, action: string, why: string): unknown {
   }
   if (isInterruption(error)) {
     return new CliError(`${action}: ${why}; ${resume}`, EXIT.interrupted, { cause: error });
+  }
+  if (error instanceof ConnectError && retried) {
+    return new CliError(
+      `${why}; once the receiver is back, run the same command again to resume`,
+      EXIT.unreachable,
+      { cause: error },
+    );
   }
   return error;
 }
