@@ -15,6 +15,7 @@ import {
 } from "./connection.ts";
 import { MIN_MAX_MESSAGE_SIZE } from "./_establish.ts";
 import { MIN_REKEY_INTERVAL } from "./_transport_limits.ts";
+import { type CryptoChoice, DEFAULT_CHOICE } from "./_primitives.ts";
 
 /** The application name both sides use when none is given. */
 export const DEFAULT_APPLICATION_NAME = "aesm";
@@ -186,12 +187,24 @@ function nonNegative(value: number | undefined, name: string): number | undefine
   return value;
 }
 
+/** Checks the crypto backend choice. */
+export function checkCrypto(value: unknown): CryptoChoice {
+  if (value === undefined) return DEFAULT_CHOICE;
+  if (value !== "auto" && value !== "webcrypto") {
+    throw new TypeError(
+      `Cannot use option crypto: expected "auto" or "webcrypto", got ${describe(value)}`,
+    );
+  }
+  return value;
+}
+
 /** What servers and clients configure alike, checked. */
 export interface CommonConfig {
   readonly applicationName: string;
   readonly psk: Bytes | undefined;
   readonly maxMessageSize: number;
   readonly handshakeTimeout: number;
+  readonly crypto: CryptoChoice;
 }
 
 /** Checks the options servers and clients share. */
@@ -226,5 +239,6 @@ export function commonConfig(
       "handshakeTimeout",
       DEFAULT_HANDSHAKE_TIMEOUT,
     ),
+    crypto: checkCrypto(options.crypto),
   };
 }

@@ -7,7 +7,8 @@
  */
 
 import { type Bytes, concat, EMPTY, equal } from "./_bytes.ts";
-import { hash, TAGLEN } from "./_primitives.ts";
+import { type CryptoChoice, DEFAULT_CHOICE, hash, suiteFor, TAGLEN } from "./_primitives.ts";
+import { noiseHooks } from "./_noise_hooks.ts";
 import type { CipherState, KeyPair } from "./cipher.ts";
 import {
   AuthenticationError,
@@ -17,7 +18,8 @@ import {
   TimeoutError,
 } from "./errors.ts";
 import { encodeFrame, encodeFrameHeader, type Frame, FrameType } from "./framing.ts";
-import { type HandshakeError, HandshakeState } from "./handshake.ts";
+import type { HandshakeError, HandshakeState } from "./handshake.ts";
+import "./handshake.ts"; // Registers the handshake hooks this module uses.
 import { FrameReader } from "./_frame_reader.ts";
 import { sendAndClose, writeAll } from "./_socket.ts";
 
@@ -82,6 +84,8 @@ export interface HandshakeConfig {
   readonly keyPair: KeyPair;
   readonly psk: Bytes | undefined;
   readonly maxMessageSize: number;
+  /** The crypto backends: `"webcrypto"` forces the portable path. */
+  readonly crypto?: CryptoChoice;
 }
 
 /** A finished handshake, ready for transport. */
@@ -182,13 +186,13 @@ async function createState(
   initiator: boolean,
   preambleBytes: Bytes,
 ): Promise<HandshakeState> {
-  return await HandshakeState.create({
+  return await noiseHooks.createHandshake!({
     protocolName: PROTOCOLS[config.psk ? PROTOCOL_BYTE.psk : PROTOCOL_BYTE.plain],
     initiator,
     prologue: prologue(preambleBytes, config),
     staticPrivateKey: config.keyPair.privateKey,
     psks: config.psk ? [config.psk] : [],
-  });
+  }, suiteFor(config.crypto ?? DEFAULT_CHOICE));
 }
 
 class Handshake {

@@ -7,7 +7,8 @@
  */
 
 import type { Bytes } from "./_bytes.ts";
-import { TAGLEN } from "./_primitives.ts";
+import { noiseHooks } from "./_noise_hooks.ts";
+import { type MaybePromise, TAGLEN } from "./_primitives.ts";
 import type { CipherState } from "./cipher.ts";
 import { ProtocolError } from "./errors.ts";
 import { type Frame, FrameType } from "./framing.ts";
@@ -22,8 +23,9 @@ export interface Opened {
 }
 
 /**
- * Decrypts transport frames with the frame header as associated data, up to
- * eight at once, in frame order. A `TransportRekey` frame is a barrier: the
+ * Decrypts transport frames with the frame header as associated data, in
+ * frame order: a small frame at once where the cipher's suite is synchronous
+ * (see `_primitives.ts`), larger ones up to eight at once. A `TransportRekey` frame is a barrier: the
  * frames before it finish, then the receiving key is rekeyed, then later
  * frames start. Another frame type, a body shorter than a tag, or a failed
  * authentication stops it with a `ProtocolError`, after the plaintexts of the
@@ -48,7 +50,7 @@ export class FrameOpener {
       }
       const error = await this.#openRun(frames.slice(start, end), plaintexts);
       if (error !== undefined) return { plaintexts, error };
-      if (barrier) await this.#cipher.rekey();
+      if (barrier) await noiseHooks.rekey!(this.#cipher);
       start = end;
     }
     return this.#failed
@@ -57,27 +59,41 @@ export class FrameOpener {
   }
 
   async #openRun(run: Frame[], plaintexts: Bytes[]): Promise<unknown> {
-    const pending: Promise<Bytes>[] = [];
+    const pending: MaybePromise<Bytes>[] = [];
     let problem: ProtocolError | undefined;
     for (const frame of run) {
-      problem = check(frame);
+      problem = check(frame) ?? this.#start(frame, pending);
       if (problem !== undefined) break;
-      const plaintext = this.#cipher.decryptWithAd(frame.header, frame.body);
-      plaintext.catch(() => {}); // Awaited in order below; this only marks it handled.
-      pending.push(plaintext);
     }
     for (const plaintext of pending) {
       try {
-        plaintexts.push(await plaintext);
+        plaintexts.push(plaintext instanceof Promise ? await plaintext : plaintext);
       } catch (error) {
         this.#failed = true;
         await Promise.allSettled(pending);
-        return new ProtocolError("Cannot decrypt frame: authentication failed", { cause: error });
+        return authenticationFailed(error);
       }
     }
     if (problem !== undefined) this.#failed = true;
     return problem;
   }
+
+  // Starts decrypting `frame`; a synchronous failure stops the run there.
+  #start(frame: Frame, pending: MaybePromise<Bytes>[]): ProtocolError | undefined {
+    try {
+      const plaintext = noiseHooks.decrypt!(this.#cipher, frame.header, frame.body);
+      // Awaited in order by the caller; this only marks it handled.
+      if (plaintext instanceof Promise) plaintext.catch(() => {});
+      pending.push(plaintext);
+      return undefined;
+    } catch (error) {
+      return authenticationFailed(error);
+    }
+  }
+}
+
+function authenticationFailed(error: unknown): ProtocolError {
+  return new ProtocolError("Cannot decrypt frame: authentication failed", { cause: error });
 }
 
 function check(frame: Frame): ProtocolError | undefined {

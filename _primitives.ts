@@ -1,195 +1,238 @@
 // Copyright 2026 the aesm authors. MIT license.
 /**
- * The WebCrypto calls behind the Noise functions for 25519, AESGCM and
- * SHA256. Private: bytes in, bytes out, no I/O.
+ * The one place that chooses how each Noise function is computed: through
+ * WebCrypto (`_webcrypto.ts`, every runtime and browser, asynchronous) or
+ * `node:crypto` (`_node_crypto.ts`, where the runtime has it, synchronous).
+ * Both compute the same functions (X25519, AES-256-GCM, SHA-256, HKDF):
+ * the bytes on the wire do not depend on the choice. Private.
  *
  * @module
  */
 
-import { type Bytes, concat, copy, EMPTY, equal } from "./_bytes.ts";
+import { type Bytes, copy, equal } from "./_bytes.ts";
+import {
+  type Backend,
+  type DhKeyPair,
+  type MaybePromise,
+  type RawKeyPair,
+  then,
+} from "./_backend.ts";
+import { type KeyObject, nodeCrypto } from "./_node_crypto.ts";
+import { webCrypto } from "./_webcrypto.ts";
 
-const subtle = globalThis.crypto.subtle;
+export { type DhKeyPair, DHLEN, HASHLEN, type MaybePromise, TAGLEN, then } from "./_backend.ts";
 
-/** Length of an X25519 key or shared secret (Noise `DHLEN`). */
-export const DHLEN = 32;
-/** Length of a SHA-256 digest (Noise `HASHLEN`). */
-export const HASHLEN = 32;
-/** Length of an AES-GCM tag. */
-export const TAGLEN = 16;
+/** The `crypto` connection option: `"webcrypto"` forces the portable path. */
+export type CryptoChoice = "auto" | "webcrypto";
+/** A suite by name; `"node"` (everything through `node:crypto`) exists for tests only. */
+export type SuiteName = CryptoChoice | "node";
 
-// DER prefix of a PKCS#8 PrivateKeyInfo holding a raw X25519 scalar (RFC 8410).
-const PKCS8_X25519_PREFIX = new Uint8Array([
-  0x30,
-  0x2e,
-  0x02,
-  0x01,
-  0x00,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x6e,
-  0x04,
-  0x22,
-  0x04,
-  0x20,
-]);
+/**
+ * The largest AES-GCM input (plaintext to seal, ciphertext with its tag to
+ * open) that `"auto"` gives to `node:crypto`; larger ones go to WebCrypto.
+ *
+ * Measured with `deno bench --filter=aead bench/micro_bench.ts` (Deno 2.9.6,
+ * 2-core AMD EPYC shared with other work, 2026-11-30), µs per call:
+ *
+ * | bytes  | node seal | WebCrypto seal | WebCrypto seal, 4 in flight |
+ * | -----: | --------: | -------------: | --------------------------: |
+ * |     64 |         5 |             40 |                          14 |
+ * |  1,024 |         8 |             42 |                          15 |
+ * |  4,096 |        19 |             51 |                          21 |
+ * |  8,192 |        35 |             56 |                          27 |
+ * | 16,384 |        69 |             74 |                          36 |
+ * | 65,519 |       270 |            170 |                         105 |
+ *
+ * A WebCrypto call hops to a thread pool and back (30–40 µs however small,
+ * in Deno's `ext/crypto`), where `node:crypto` runs on the calling thread at
+ * about 250 MB/s. Up to 4 KiB the synchronous call costs less than even a
+ * pipelined WebCrypto call; above, WebCrypto's faster AES and its second
+ * core win. Opening measured the same within noise.
+ */
+export const SYNC_AEAD_MAX = 4096;
 
-/** An X25519 key pair as Noise uses it: the private half never leaves WebCrypto. */
-export interface DhKeyPair {
-  readonly publicKey: Bytes;
-  readonly privateKey: CryptoKey;
+/**
+ * The Noise functions as one suite picks them. A function returns its
+ * result directly when its backend is synchronous.
+ */
+export interface Suite {
+  readonly name: SuiteName;
+  /** Which backend computes what, for people (benchmarks, test output). */
+  readonly description: string;
+  generateDhKeyPair(): MaybePromise<DhKeyPair>;
+  /** Imports a raw X25519 scalar; the same array imports once while its bytes stay the same. */
+  importDhKeyPair(rawPrivateKey: Uint8Array): MaybePromise<DhKeyPair>;
+  generateRawKeyPair(): MaybePromise<RawKeyPair>;
+  dh(pair: DhKeyPair, publicKey: Bytes): MaybePromise<Bytes>;
+  hash(data: Bytes): MaybePromise<Bytes>;
+  hkdf(chainingKey: Bytes, inputKeyMaterial: Bytes, outputs: 2 | 3): MaybePromise<Bytes[]>;
+  /** Imports an AES-256 key into the backends; the caller zeroes `raw` afterwards. */
+  importAeadKey(raw: Bytes): MaybePromise<AeadKey>;
+  seal(key: AeadKey, n: bigint, ad: Bytes, plaintext: Bytes): MaybePromise<Bytes>;
+  open(key: AeadKey, n: bigint, ad: Bytes, ciphertext: Bytes): MaybePromise<Bytes>;
 }
 
-/** Noise `GENERATE_KEYPAIR()`: a fresh key pair with a non-extractable private key. */
-export async function generateDhKeyPair(): Promise<DhKeyPair> {
-  const pair = await subtle.generateKey({ name: "X25519" }, false, [
-    "deriveBits",
-  ]) as CryptoKeyPair;
-  const publicKey = new Uint8Array(
-    await subtle.exportKey("raw", pair.publicKey),
-  );
-  return { publicKey, privateKey: pair.privateKey };
+/** An AES-256-GCM key as a suite holds it: only that suite can use it. */
+export interface AeadKey {
+  readonly suite: SuiteName;
+}
+
+/**
+ * The suite for a choice. `"auto"` computes X25519, SHA-256 and HKDF with
+ * `node:crypto` (measured with `deno bench --filter=handshake
+ * bench/micro_bench.ts`: X25519 47–88 µs against 61–165 µs, SHA-256 of 64 B
+ * 2 µs against 7–59 µs, HKDF 8 µs against 110 µs) and AES-GCM by size (see
+ * {@linkcode SYNC_AEAD_MAX}); without `node:crypto` it is WebCrypto.
+ *
+ * @throws {TypeError} For `"node"` where the runtime has no `node:crypto`.
+ */
+export function suiteFor(name: SuiteName): Suite {
+  if (name === "node" && nodeSuite === undefined) {
+    throw new TypeError("Cannot use node:crypto: this runtime does not have it");
+  }
+  return name === "webcrypto" ? webSuite : name === "node" ? nodeSuite! : autoSuite;
+}
+
+/** Whether this runtime has `node:crypto`. */
+export const hasNodeCrypto: boolean = nodeCrypto !== undefined;
+
+/**
+ * The choice when a connection or a Noise object names none: `"auto"`, or
+ * `"webcrypto"` when the environment variable `AESM_CRYPTO` says so (the
+ * tests run once each way). Read once, and only where reading it needs no
+ * permission prompt.
+ */
+export const DEFAULT_CHOICE: CryptoChoice = readEnvironment("AESM_CRYPTO") === "webcrypto"
+  ? "webcrypto"
+  : "auto";
+
+/** The suite of {@linkcode DEFAULT_CHOICE}. */
+export function defaultSuite(): Suite {
+  return suiteFor(DEFAULT_CHOICE);
+}
+
+/** Noise `HASH(data)` with the default suite. */
+export async function hash(data: Bytes): Promise<Bytes> {
+  return await defaultSuite().hash(data);
+}
+
+function readEnvironment(name: string): string | undefined {
+  const runtime = globalThis as {
+    Deno?: typeof Deno;
+    process?: { env?: Record<string, string | undefined> };
+  };
+  try {
+    if (runtime.Deno !== undefined) {
+      const { state } = runtime.Deno.permissions.querySync({ name: "env", variable: name });
+      return state === "granted" ? runtime.Deno.env.get(name) : undefined;
+    }
+    return runtime.process?.env?.[name];
+  } catch {
+    return undefined;
+  }
+}
+
+// ---- Suites ----
+
+interface Keyed<K> extends AeadKey {
+  readonly key: K;
+}
+
+/** A suite that computes everything with one backend. */
+function wholeSuite<K, D>(name: SuiteName, backend: Backend<K, D>): Suite {
+  return {
+    name,
+    description: `${backend.name} for everything`,
+    ...dhFunctions(backend),
+    importAeadKey: (raw) =>
+      then(backend.importAeadKey(raw), (key): Keyed<K> => ({ suite: name, key })),
+    seal: (key, n, ad, plaintext) => backend.seal((key as Keyed<K>).key, n, ad, plaintext),
+    open: (key, n, ad, ciphertext) => backend.open((key as Keyed<K>).key, n, ad, ciphertext),
+  };
+}
+
+/** `"auto"`: node:crypto, and WebCrypto for AES-GCM above SYNC_AEAD_MAX bytes. */
+function mixedSuite(node: Backend<KeyObject, KeyObject>): Suite {
+  return {
+    name: "auto",
+    description: `node:crypto for X25519, SHA-256, HKDF and AES-GCM up to ${SYNC_AEAD_MAX} B; ` +
+      "WebCrypto for AES-GCM above",
+    ...dhFunctions(node),
+    importAeadKey: (raw) => new MixedKey(node.importAeadKey(raw) as KeyObject),
+    seal: (key, n, ad, plaintext) => {
+      const { node: sync, web } = key as MixedKey;
+      if (plaintext.length <= SYNC_AEAD_MAX) return node.seal(sync, n, ad, plaintext);
+      return then(web(), (webKey) => webCrypto.seal(webKey, n, ad, plaintext));
+    },
+    open: (key, n, ad, ciphertext) => {
+      const { node: sync, web } = key as MixedKey;
+      if (ciphertext.length <= SYNC_AEAD_MAX) return node.open(sync, n, ad, ciphertext);
+      return then(web(), (webKey) => webCrypto.open(webKey, n, ad, ciphertext));
+    },
+  };
+}
+
+/**
+ * A key in `node:crypto` and, from the first large frame on, in WebCrypto
+ * too: made from the `KeyObject` (`toCryptoKey`, no bytes through
+ * JavaScript; where a runtime lacks it, exported, imported and zeroed).
+ */
+class MixedKey implements AeadKey {
+  readonly suite = "auto";
+  readonly node: KeyObject;
+  #web: MaybePromise<CryptoKey> | undefined;
+
+  constructor(node: KeyObject) {
+    this.node = node;
+  }
+
+  readonly web = (): MaybePromise<CryptoKey> => this.#web ??= this.#toWeb();
+
+  #toWeb(): MaybePromise<CryptoKey> {
+    if (this.node.toCryptoKey !== undefined) {
+      return this.node.toCryptoKey("AES-GCM", false, ["encrypt", "decrypt"]);
+    }
+    const exported = this.node.export();
+    const raw = copy(exported);
+    exported.fill(0);
+    const imported = webCrypto.importAeadKey(raw);
+    return Promise.resolve(imported).finally(() => raw.fill(0));
+  }
+}
+
+type DhFunctions = Pick<
+  Suite,
+  "generateDhKeyPair" | "importDhKeyPair" | "generateRawKeyPair" | "dh" | "hash" | "hkdf"
+>;
+
+function dhFunctions<K, D>(backend: Backend<K, D>): DhFunctions {
+  return {
+    generateDhKeyPair: () => backend.generateDhKeyPair(),
+    importDhKeyPair: cachedImport(backend),
+    generateRawKeyPair: () => backend.generateRawKeyPair(),
+    dh: (pair, publicKey) => backend.dh(pair.privateKey as D, publicKey),
+    hash: (data) => backend.hash(data),
+    hkdf: (chainingKey, ikm, outputs) => backend.hkdf(chainingKey, ikm, outputs),
+  };
 }
 
 // A server imports the same static key for every handshake: keep the
 // imported pair with the array it came from, and check the bytes on reuse
 // (the caller may have changed them in place).
-const imported = new WeakMap<Uint8Array, { bytes: Bytes; pair: Promise<DhKeyPair> }>();
-
-/** Imports a raw 32-byte X25519 scalar and derives its public key. */
-export function importDhKeyPair(rawPrivateKey: Uint8Array): Promise<DhKeyPair> {
-  const hit = imported.get(rawPrivateKey);
-  if (hit !== undefined && equal(hit.bytes, rawPrivateKey)) return hit.pair;
-  const pair = importFresh(rawPrivateKey);
-  imported.set(rawPrivateKey, { bytes: copy(rawPrivateKey), pair });
-  pair.catch(() => imported.delete(rawPrivateKey));
-  return pair;
+function cachedImport<K, D>(
+  backend: Backend<K, D>,
+): (raw: Uint8Array) => MaybePromise<DhKeyPair> {
+  const imported = new WeakMap<Uint8Array, { bytes: Bytes; pair: MaybePromise<DhKeyPair<D>> }>();
+  return (raw) => {
+    const hit = imported.get(raw);
+    if (hit !== undefined && equal(hit.bytes, raw)) return hit.pair;
+    const pair = backend.importDhKeyPair(raw);
+    imported.set(raw, { bytes: copy(raw), pair });
+    if (pair instanceof Promise) pair.catch(() => imported.delete(raw));
+    return pair;
+  };
 }
 
-async function importFresh(
-  rawPrivateKey: Uint8Array,
-): Promise<DhKeyPair> {
-  const pkcs8 = concat(PKCS8_X25519_PREFIX, rawPrivateKey);
-  const extractable = await subtle.importKey(
-    "pkcs8",
-    pkcs8,
-    {
-      name: "X25519",
-    },
-    true,
-    ["deriveBits"],
-  );
-  pkcs8.fill(0);
-  const jwk = await subtle.exportKey("jwk", extractable);
-  const publicKey = fromBase64Url(jwk.x!);
-  const privateKey = await subtle.importKey("jwk", jwk, { name: "X25519" }, false, [
-    "deriveBits",
-  ]);
-  return { publicKey, privateKey };
-}
-
-/** Exports the raw 32-byte scalar of an extractable X25519 private key. */
-export async function exportRawPrivateKey(key: CryptoKey): Promise<Bytes> {
-  const pkcs8 = new Uint8Array(await subtle.exportKey("pkcs8", key));
-  return pkcs8.slice(PKCS8_X25519_PREFIX.length);
-}
-
-/** Noise `DH(key_pair, public_key)`: X25519. Rejects a low-order public key. */
-export async function dh(
-  privateKey: CryptoKey,
-  publicKey: Uint8Array<ArrayBuffer>,
-): Promise<Bytes> {
-  const peer = await subtle.importKey("raw", publicKey, { name: "X25519" }, true, []);
-  return new Uint8Array(
-    await subtle.deriveBits({ name: "X25519", public: peer }, privateKey, 256),
-  );
-}
-
-/** Noise `HASH(data)`: SHA-256. */
-export async function hash(data: Bytes): Promise<Bytes> {
-  return new Uint8Array(await subtle.digest("SHA-256", data));
-}
-
-/**
- * Noise `HKDF(chaining_key, input_key_material, num_outputs)`.
- *
- * Noise's HKDF is RFC 5869 HKDF-SHA-256 with the chaining key as salt and an
- * empty info, so one WebCrypto `deriveBits` gives every output at once.
- */
-export async function hkdf(
-  chainingKey: Bytes,
-  inputKeyMaterial: Bytes,
-  outputs: 2 | 3,
-): Promise<Bytes[]> {
-  const ikm = await subtle.importKey("raw", inputKeyMaterial, "HKDF", false, [
-    "deriveBits",
-  ]);
-  const bits = new Uint8Array(
-    await subtle.deriveBits(
-      { name: "HKDF", hash: "SHA-256", salt: chainingKey, info: EMPTY },
-      ikm,
-      outputs * HASHLEN * 8,
-    ),
-  );
-  const out: Bytes[] = [];
-  for (let i = 0; i < outputs; i++) {
-    out.push(bits.slice(i * HASHLEN, (i + 1) * HASHLEN));
-  }
-  bits.fill(0);
-  return out;
-}
-
-/** Imports a raw 32-byte AES-256-GCM key, non-extractable. */
-export function importAesKey(raw: Bytes): Promise<CryptoKey> {
-  return subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
-}
-
-/** The AESGCM nonce: 4 zero bytes, then the 64-bit big-endian counter. */
-export function nonceBytes(n: bigint): Bytes {
-  const iv = new Uint8Array(12);
-  new DataView(iv.buffer).setBigUint64(4, n);
-  return iv;
-}
-
-/** AES-256-GCM encryption with a 16-byte tag appended. */
-export async function seal(
-  key: CryptoKey,
-  n: bigint,
-  ad: Bytes,
-  plaintext: Bytes,
-): Promise<Bytes> {
-  return new Uint8Array(
-    await subtle.encrypt(
-      { name: "AES-GCM", iv: nonceBytes(n), additionalData: ad },
-      key,
-      plaintext,
-    ),
-  );
-}
-
-/** AES-256-GCM decryption; rejects with the WebCrypto error if the tag is wrong. */
-export async function open(
-  key: CryptoKey,
-  n: bigint,
-  ad: Bytes,
-  ciphertext: Bytes,
-): Promise<Bytes> {
-  return new Uint8Array(
-    await subtle.decrypt(
-      { name: "AES-GCM", iv: nonceBytes(n), additionalData: ad },
-      key,
-      ciphertext,
-    ),
-  );
-}
-
-function fromBase64Url(text: string): Bytes {
-  const base64 = text.replace(/-/g, "+").replace(/_/g, "/");
-  const binary = atob(base64 + "=".repeat((4 - base64.length % 4) % 4));
-  const out = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
-  return out;
-}
+const webSuite = wholeSuite("webcrypto", webCrypto);
+const nodeSuite = nodeCrypto && wholeSuite("node", nodeCrypto);
+const autoSuite = nodeCrypto ? mixedSuite(nodeCrypto) : { ...webSuite, name: "auto" as const };

@@ -1,7 +1,8 @@
 // Copyright 2026 the aesm authors. MIT license.
 /**
- * The Noise `CipherState` for AES-256-GCM, and X25519 static keys, all on
- * WebCrypto.
+ * The Noise `CipherState` for AES-256-GCM, and X25519 static keys. Small
+ * inputs go through `node:crypto` where the runtime has it, the rest through
+ * WebCrypto: the same AES-256-GCM either way.
  *
  * ```ts
  * import assert from "node:assert/strict";
@@ -19,14 +20,15 @@
  * @module
  */
 
-import { assertBytes, copy, EMPTY } from "./_bytes.ts";
+import { assertBytes, type Bytes, copy, EMPTY } from "./_bytes.ts";
+import { noiseHooks } from "./_noise_hooks.ts";
 import {
+  type AeadKey,
+  defaultSuite,
   DHLEN,
-  exportRawPrivateKey,
-  importAesKey,
-  importDhKeyPair,
-  open,
-  seal,
+  type MaybePromise,
+  type Suite,
+  then,
 } from "./_primitives.ts";
 
 /**
@@ -65,7 +67,7 @@ export const MAX_NONCE: bigint = 0xffff_ffff_ffff_ffffn;
  */
 export class DecryptionError extends Error {
   /**
-   * Creates the error; `cause` is the underlying WebCrypto error.
+   * Creates the error; `cause` is the underlying crypto backend's error.
    *
    * @param message A sentence for people.
    * @param options The `cause`.
@@ -101,10 +103,29 @@ export class DecryptionError extends Error {
  * ```
  */
 export class CipherState {
-  #key: CryptoKey | undefined;
+  #suite: Suite = defaultSuite();
+  #key: AeadKey | undefined;
   #nonce = 0n;
   // Nonces of failed calls that could not be given back yet: a later call held the next one.
   #failed: Set<bigint> | undefined;
+
+  static {
+    // A stand-in shaped like a CipherState (tests wrap one to slow it down)
+    // goes through its public methods.
+    const real = (cipher: CipherState): boolean => #key in (cipher as object);
+    noiseHooks.encrypt = (cipher, ad, plaintext) =>
+      real(cipher) ? cipher.#encrypt(ad, plaintext) : cipher.encryptWithAd(ad, plaintext);
+    noiseHooks.decrypt = (cipher, ad, ciphertext) =>
+      real(cipher) ? cipher.#decrypt(ad, ciphertext) : cipher.decryptWithAd(ad, ciphertext);
+    noiseHooks.rekey = (cipher) => real(cipher) ? cipher.#rekey() : cipher.rekey();
+    noiseHooks.suiteOf = (cipher) => cipher.#suite;
+    noiseHooks.createCipher = async (key, suite) => {
+      const state = new CipherState();
+      state.#suite = suite;
+      if (key !== undefined) await state.initializeKey(key);
+      return state;
+    };
+  }
 
   /**
    * Creates a `CipherState`, keyed when `key` is given.
@@ -130,7 +151,12 @@ export class CipherState {
    */
   async initializeKey(key: Uint8Array): Promise<void> {
     assertBytes(key, "key", 32);
-    this.#key = await importAesKey(copy(key));
+    const raw = copy(key);
+    try {
+      this.#key = await this.#suite.importAeadKey(raw);
+    } finally {
+      raw.fill(0);
+    }
     this.#nonce = 0n;
     this.#failed = undefined;
   }
@@ -178,14 +204,22 @@ export class CipherState {
   async encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
     assertBytes(ad, "ad");
     assertBytes(plaintext, "plaintext");
+    return await this.#encrypt(asBytes(ad), asBytes(plaintext));
+  }
+
+  #encrypt(ad: Bytes, plaintext: Bytes): MaybePromise<Bytes> {
     const key = this.#key;
     if (key === undefined) return copy(plaintext);
     const n = this.#take("encrypt");
-    try {
-      return await seal(key, n, asBytes(ad), asBytes(plaintext));
-    } catch (error) {
+    const fail = (error: unknown): never => {
       this.#giveBack(n);
       throw error;
+    };
+    try {
+      const sealed = this.#suite.seal(key, n, ad, plaintext);
+      return sealed instanceof Promise ? sealed.catch(fail) : sealed;
+    } catch (error) {
+      return fail(error);
     }
   }
 
@@ -202,31 +236,57 @@ export class CipherState {
   async decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
     assertBytes(ad, "ad");
     assertBytes(ciphertext, "ciphertext");
+    return await this.#decrypt(asBytes(ad), asBytes(ciphertext));
+  }
+
+  #decrypt(ad: Bytes, ciphertext: Bytes): MaybePromise<Bytes> {
     const key = this.#key;
     if (key === undefined) return copy(ciphertext);
     const n = this.#take("decrypt");
-    try {
-      return await open(key, n, asBytes(ad), asBytes(ciphertext));
-    } catch (error) {
+    const fail = (error: unknown): never => {
       this.#giveBack(n);
       throw new DecryptionError(undefined, { cause: error });
+    };
+    try {
+      const opened = this.#suite.open(key, n, ad, ciphertext);
+      return opened instanceof Promise ? opened.catch(fail) : opened;
+    } catch (error) {
+      return fail(error);
     }
   }
 
   /**
    * Noise `Rekey()`: the new key is the first 32 bytes of encrypting 32 zero
-   * bytes under nonce 2^64 − 1. The nonce is unchanged. Calls made before the
-   * returned promise settles use the old key.
+   * bytes under nonce 2^64 − 1. The nonce is unchanged. Wait for it before the
+   * next call: one made while it is pending may use either key.
    *
    * @throws {TypeError} If the state has no key.
    */
   async rekey(): Promise<void> {
+    await this.#rekey();
+  }
+
+  #rekey(): MaybePromise<void> {
     const key = this.#key;
     if (key === undefined) throw new TypeError("Cannot rekey: the cipher has no key");
-    const block = await seal(key, MAX_NONCE, EMPTY, new Uint8Array(32));
-    const next = block.slice(0, 32);
-    this.#key = await importAesKey(next);
-    next.fill(0);
+    return then(this.#suite.seal(key, MAX_NONCE, EMPTY, new Uint8Array(32)), (block) => {
+      const next = block.subarray(0, 32);
+      const done = (imported: AeadKey) => {
+        this.#key = imported;
+        block.fill(0);
+      };
+      try {
+        const imported = this.#suite.importAeadKey(next);
+        if (!(imported instanceof Promise)) return done(imported);
+        return imported.then(done, (error) => {
+          block.fill(0);
+          throw error;
+        });
+      } catch (error) {
+        block.fill(0);
+        throw error;
+      }
+    });
   }
 
   #take(action: string): bigint {
@@ -271,12 +331,7 @@ export interface KeyPair {
  * ```
  */
 export async function generateKeyPair(): Promise<KeyPair> {
-  const pair = await crypto.subtle.generateKey({ name: "X25519" }, true, [
-    "deriveBits",
-  ]) as CryptoKeyPair;
-  const publicKey = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
-  const privateKey = await exportRawPrivateKey(pair.privateKey);
-  return { publicKey, privateKey };
+  return await defaultSuite().generateRawKeyPair();
 }
 
 /**
@@ -299,7 +354,7 @@ export async function generateKeyPair(): Promise<KeyPair> {
  */
 export async function keyPairFromPrivateKey(privateKey: Uint8Array): Promise<KeyPair> {
   assertBytes(privateKey, "privateKey", DHLEN);
-  const { publicKey } = await importDhKeyPair(privateKey);
+  const { publicKey } = await defaultSuite().importDhKeyPair(privateKey);
   return { publicKey, privateKey: copy(privateKey) };
 }
 

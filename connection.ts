@@ -37,7 +37,8 @@ import {
   type RecordEvent,
   RecordType,
 } from "./_record.ts";
-import { TAGLEN } from "./_primitives.ts";
+import { type MaybePromise, TAGLEN, then } from "./_primitives.ts";
+import { noiseHooks } from "./_noise_hooks.ts";
 import {
   BufferFullError,
   type CloseReason,
@@ -140,6 +141,17 @@ export interface ConnectionOptions {
    * @default {45000}
    */
   idleTimeout?: number;
+  /**
+   * How the connection computes its cryptography. `"auto"` uses the
+   * runtime's synchronous `node:crypto` where it is faster (the handshake,
+   * frames up to 4 KiB) and WebCrypto for the rest; `"webcrypto"` uses
+   * WebCrypto only, the path every runtime and browser has. The bytes on the
+   * wire are the same either way. The environment variable
+   * `AESM_CRYPTO=webcrypto` changes the default.
+   *
+   * @default {"auto"}
+   */
+  crypto?: "auto" | "webcrypto";
 }
 
 /** Default {@linkcode ConnectionOptions.maxBufferedAmount}: 16 MiB. */
@@ -185,6 +197,12 @@ export interface CloseOptions {
 
 const DEPTH = 4;
 let nextId = 1;
+
+/** A sealed frame and the plaintext bytes it carries. */
+interface Sealed {
+  readonly frame: Uint8Array<ArrayBuffer>;
+  readonly size: number;
+}
 const MAX_CLOSE_MESSAGE = 256;
 const encoder = new TextEncoder();
 const RESOLVED = Promise.resolve();
@@ -803,8 +821,11 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     this.#runPump();
   }
 
+  // A small frame is sealed synchronously (see _primitives.ts) and written
+  // without waiting for anything but the socket; larger ones seal up to
+  // DEPTH at once on WebCrypto's threads.
   async #runPump(): Promise<void> {
-    const inflight: Promise<{ frame: Uint8Array<ArrayBuffer>; size: number }>[] = [];
+    const inflight: MaybePromise<Sealed>[] = [];
     // A rekey frame is a barrier: no later frame is sealed before the rekey.
     let barrier: Promise<unknown> | undefined;
     try {
@@ -821,13 +842,15 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
           const rekey = this.#sinceRekey >= this.#rekeyAfterBytes;
           if (rekey) this.#sinceRekey = 0;
           const sealing = this.#seal(plaintext, rekey);
-          sealing.catch(() => {});
+          if (sealing instanceof Promise) {
+            sealing.catch(() => {});
+            if (rekey) barrier = sealing;
+          }
           inflight.push(sealing);
-          if (rekey) barrier = sealing;
         }
         const next = inflight.shift();
         if (next === undefined) break;
-        const { frame, size } = await next;
+        const { frame, size } = next instanceof Promise ? await next : next;
         await this.#write(frame);
         this.#unwritten -= size;
         this.#written += size;
@@ -854,21 +877,21 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     }
   }
 
-  async #seal(
-    plaintext: Uint8Array<ArrayBuffer>,
-    rekey: boolean,
-  ): Promise<{ frame: Uint8Array<ArrayBuffer>; size: number }> {
+  #seal(plaintext: Uint8Array<ArrayBuffer>, rekey: boolean): MaybePromise<Sealed> {
     const { send } = this.#established;
     const header = encodeFrameHeader(
       rekey ? FrameType.TransportRekey : FrameType.Transport,
       plaintext.length + TAGLEN,
     );
-    const ciphertext = await send.encryptWithAd(header, plaintext);
-    if (rekey) await send.rekey();
-    const frame = new Uint8Array(header.length + ciphertext.length);
-    frame.set(header);
-    frame.set(ciphertext, header.length);
-    return { frame, size: plaintext.length };
+    const frameOf = (ciphertext: Uint8Array): Sealed => {
+      const frame = new Uint8Array(header.length + ciphertext.length);
+      frame.set(header);
+      frame.set(ciphertext, header.length);
+      return { frame, size: plaintext.length };
+    };
+    const sealed = noiseHooks.encrypt!(send, header, plaintext);
+    if (!rekey) return then(sealed, frameOf);
+    return then(sealed, (ciphertext) => then(noiseHooks.rekey!(send), () => frameOf(ciphertext)));
   }
 
   async #write(frame: Uint8Array<ArrayBuffer>): Promise<void> {

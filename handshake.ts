@@ -31,18 +31,10 @@
 
 import { assertBytes, concat, copy, EMPTY } from "./_bytes.ts";
 import { parseProtocolName, type Pattern, type Token } from "./_patterns.ts";
-import {
-  dh,
-  type DhKeyPair,
-  DHLEN,
-  generateDhKeyPair,
-  hash,
-  HASHLEN,
-  hkdf,
-  importDhKeyPair,
-  TAGLEN,
-} from "./_primitives.ts";
-import { CipherState } from "./cipher.ts";
+import { noiseHooks } from "./_noise_hooks.ts";
+import { defaultSuite, type DhKeyPair, DHLEN, HASHLEN, type Suite, TAGLEN } from "./_primitives.ts";
+import type { CipherState } from "./cipher.ts";
+import "./cipher.ts"; // Registers the cipher hooks this module uses.
 
 /**
  * The largest Noise message, handshake or transport, in bytes.
@@ -92,6 +84,7 @@ export class HandshakeError extends Error {
 }
 
 let snapshotOf: (state: SymmetricState) => () => void;
+let initializeSymmetric: (protocolName: string, suite: Suite) => Promise<SymmetricState>;
 
 /**
  * A Noise `SymmetricState` (section 5.2): the chaining key `ck`, the
@@ -108,11 +101,19 @@ let snapshotOf: (state: SymmetricState) => () => void;
  * ```
  */
 export class SymmetricState {
+  #suite: Suite;
   #ck: Uint8Array<ArrayBuffer>;
   #h: Uint8Array<ArrayBuffer>;
-  #cipher = new CipherState();
+  #cipher: CipherState;
 
   static {
+    initializeSymmetric = async (protocolName, suite) => {
+      const name = new TextEncoder().encode(protocolName);
+      const h = name.length <= HASHLEN
+        ? concat(name, new Uint8Array(HASHLEN - name.length))
+        : await suite.hash(name);
+      return new SymmetricState(h, suite, await noiseHooks.createCipher!(undefined, suite));
+    };
     snapshotOf = (state) => {
       const { ck, h, cipher } = { ck: state.#ck, h: state.#h, cipher: state.#cipher };
       const nonce = cipher.nonce;
@@ -125,9 +126,11 @@ export class SymmetricState {
     };
   }
 
-  private constructor(h: Uint8Array<ArrayBuffer>) {
+  private constructor(h: Uint8Array<ArrayBuffer>, suite: Suite, cipher: CipherState) {
+    this.#suite = suite;
     this.#h = h;
     this.#ck = copy(h);
+    this.#cipher = cipher;
   }
 
   /**
@@ -137,11 +140,7 @@ export class SymmetricState {
    * @returns The state with `h` and `ck` set from the name.
    */
   static async initialize(protocolName: string): Promise<SymmetricState> {
-    const name = new TextEncoder().encode(protocolName);
-    const h = name.length <= HASHLEN
-      ? concat(name, new Uint8Array(HASHLEN - name.length))
-      : await hash(name);
-    return new SymmetricState(h);
+    return await initializeSymmetric(protocolName, defaultSuite());
   }
 
   /**
@@ -150,10 +149,11 @@ export class SymmetricState {
    * @param inputKeyMaterial Bytes to mix into the chaining key.
    */
   async mixKey(inputKeyMaterial: Uint8Array): Promise<void> {
-    const [ck, tempK] = await hkdf(this.#ck, copy(inputKeyMaterial), 2);
+    const ikm = copy(inputKeyMaterial);
+    const [ck, tempK] = await this.#suite.hkdf(this.#ck, ikm, 2);
+    ikm.fill(0);
     this.#ck = ck;
-    this.#cipher = await CipherState.create(tempK);
-    tempK.fill(0);
+    this.#cipher = await this.#newCipher(tempK);
   }
 
   /**
@@ -162,7 +162,7 @@ export class SymmetricState {
    * @param data Bytes to mix into the handshake hash.
    */
   async mixHash(data: Uint8Array): Promise<void> {
-    this.#h = await hash(concat(this.#h, data));
+    this.#h = await this.#suite.hash(concat(this.#h, data));
   }
 
   /**
@@ -171,11 +171,10 @@ export class SymmetricState {
    * @param inputKeyMaterial Bytes to mix into the chaining key and the hash.
    */
   async mixKeyAndHash(inputKeyMaterial: Uint8Array): Promise<void> {
-    const [ck, tempH, tempK] = await hkdf(this.#ck, copy(inputKeyMaterial), 3);
+    const [ck, tempH, tempK] = await this.#suite.hkdf(this.#ck, copy(inputKeyMaterial), 3);
     this.#ck = ck;
     await this.mixHash(tempH);
-    this.#cipher = await CipherState.create(tempK);
-    tempK.fill(0);
+    this.#cipher = await this.#newCipher(tempK);
   }
 
   /**
@@ -228,16 +227,20 @@ export class SymmetricState {
    * @returns `[c1, c2]`.
    */
   async split(): Promise<[CipherState, CipherState]> {
-    const [k1, k2] = await hkdf(this.#ck, EMPTY, 2);
-    const pair: [CipherState, CipherState] = [
-      await CipherState.create(k1),
-      await CipherState.create(k2),
-    ];
-    k1.fill(0);
-    k2.fill(0);
+    const [k1, k2] = await this.#suite.hkdf(this.#ck, EMPTY, 2);
+    const pair: [CipherState, CipherState] = [await this.#newCipher(k1), await this.#newCipher(k2)];
     this.#ck.fill(0);
-    this.#cipher = new CipherState();
+    this.#cipher = await this.#newCipher(undefined);
     return pair;
+  }
+
+  // A cipher on this state's suite; the raw key is zeroed once imported.
+  async #newCipher(key: Uint8Array<ArrayBuffer> | undefined): Promise<CipherState> {
+    try {
+      return await noiseHooks.createCipher!(key, this.#suite);
+    } finally {
+      key?.fill(0);
+    }
   }
 }
 
@@ -315,6 +318,7 @@ export interface TransportCiphers {
  * ```
  */
 export class HandshakeState {
+  #suite: Suite;
   #symmetric: SymmetricState;
   #pattern: Pattern;
   #initiator: boolean;
@@ -329,12 +333,18 @@ export class HandshakeState {
   #split = false;
   #busy = false;
 
+  static {
+    noiseHooks.createHandshake = (options, suite) => HandshakeState.#create(options, suite);
+  }
+
   private constructor(
+    suite: Suite,
     symmetric: SymmetricState,
     pattern: Pattern,
     options: HandshakeStateOptions,
     s: DhKeyPair | undefined,
   ) {
+    this.#suite = suite;
     this.#symmetric = symmetric;
     this.#pattern = pattern;
     this.#initiator = options.initiator;
@@ -356,6 +366,10 @@ export class HandshakeState {
    * tokens.
    */
   static async create(options: HandshakeStateOptions): Promise<HandshakeState> {
+    return await HandshakeState.#create(options, defaultSuite());
+  }
+
+  static async #create(options: HandshakeStateOptions, suite: Suite): Promise<HandshakeState> {
     if (typeof options !== "object" || options === null) {
       throw new TypeError("Cannot create handshake: expected an options object");
     }
@@ -365,10 +379,10 @@ export class HandshakeState {
       throw new TypeError("Cannot create handshake: initiator must be a boolean");
     }
     checkKeys(options, pattern);
-    const s = options.staticPrivateKey && await importDhKeyPair(options.staticPrivateKey);
-    const symmetric = await SymmetricState.initialize(protocolName);
+    const s = options.staticPrivateKey && await suite.importDhKeyPair(options.staticPrivateKey);
+    const symmetric = await initializeSymmetric(protocolName, suite);
     await symmetric.mixHash(options.prologue ?? EMPTY);
-    const state = new HandshakeState(symmetric, pattern, options, s);
+    const state = new HandshakeState(suite, symmetric, pattern, options, s);
     await state.#mixPreMessages();
     return state;
   }
@@ -502,8 +516,8 @@ export class HandshakeState {
     switch (token) {
       case "e": {
         this.#e = this.#fixedEphemeral
-          ? await importDhKeyPair(this.#fixedEphemeral)
-          : await generateDhKeyPair();
+          ? await this.#suite.importDhKeyPair(this.#fixedEphemeral)
+          : await this.#suite.generateDhKeyPair();
         parts.push(this.#e.publicKey);
         await this.#mixEphemeral(this.#e.publicKey);
         return;
@@ -560,7 +574,9 @@ export class HandshakeState {
       throw new HandshakeError(`Cannot perform ${token}: a key is missing`);
     }
     try {
-      await this.#symmetric.mixKey(await dh(pair.privateKey, publicKey));
+      const secret = await this.#suite.dh(pair, publicKey);
+      await this.#symmetric.mixKey(secret);
+      secret.fill(0);
     } catch (error) {
       throw new HandshakeError(`Cannot perform ${token}: the peer's key is invalid`, {
         cause: error,
