@@ -116,6 +116,15 @@ export async function hash(data: Bytes): Promise<Bytes> {
   return await defaultSuite().hash(data);
 }
 
+/** Noise `HKDF(chaining_key, input_key_material, num_outputs)` with the default suite. */
+export async function hkdf(
+  chainingKey: Bytes,
+  inputKeyMaterial: Bytes,
+  outputs: 2 | 3,
+): Promise<Bytes[]> {
+  return await defaultSuite().hkdf(chainingKey, inputKeyMaterial, outputs);
+}
+
 function readEnvironment(name: string): string | undefined {
   const runtime = globalThis as {
     Deno?: typeof Deno;
@@ -132,7 +141,29 @@ function readEnvironment(name: string): string | undefined {
   }
 }
 
+/**
+ * Calls made to each backend since this module loaded, for tests and
+ * benchmarks to see which backend did the work.
+ */
+export const backendCalls: Record<"webcrypto" | "node:crypto", number> = {
+  webcrypto: 0,
+  "node:crypto": 0,
+};
+
 // ---- Suites ----
+
+/** The same backend, counting its calls in {@linkcode backendCalls}. */
+function counted<K, D>(backend: Backend<K, D>): Backend<K, D> {
+  const out = { ...backend };
+  for (const [name, fn] of Object.entries(backend)) {
+    if (typeof fn !== "function") continue;
+    (out as Record<string, unknown>)[name] = (...args: unknown[]) => {
+      backendCalls[backend.name]++;
+      return fn.apply(backend, args);
+    };
+  }
+  return out;
+}
 
 interface Keyed<K> extends AeadKey {
   readonly key: K;
@@ -152,22 +183,25 @@ function wholeSuite<K, D>(name: SuiteName, backend: Backend<K, D>): Suite {
 }
 
 /** `"auto"`: node:crypto, and WebCrypto for AES-GCM above SYNC_AEAD_MAX bytes. */
-function mixedSuite(node: Backend<KeyObject, KeyObject>): Suite {
+function mixedSuite(
+  node: Backend<KeyObject, KeyObject>,
+  web: Backend<CryptoKey, CryptoKey>,
+): Suite {
   return {
     name: "auto",
     description: `node:crypto for X25519, SHA-256, HKDF and AES-GCM up to ${SYNC_AEAD_MAX} B; ` +
       "WebCrypto for AES-GCM above",
     ...dhFunctions(node),
-    importAeadKey: (raw) => new MixedKey(node.importAeadKey(raw) as KeyObject),
+    importAeadKey: (raw) => new MixedKey(node.importAeadKey(raw) as KeyObject, web),
     seal: (key, n, ad, plaintext) => {
-      const { node: sync, web } = key as MixedKey;
+      const { node: sync, web: webKey } = key as MixedKey;
       if (plaintext.length <= SYNC_AEAD_MAX) return node.seal(sync, n, ad, plaintext);
-      return then(web(), (webKey) => webCrypto.seal(webKey, n, ad, plaintext));
+      return then(webKey(), (key) => web.seal(key, n, ad, plaintext));
     },
     open: (key, n, ad, ciphertext) => {
-      const { node: sync, web } = key as MixedKey;
+      const { node: sync, web: webKey } = key as MixedKey;
       if (ciphertext.length <= SYNC_AEAD_MAX) return node.open(sync, n, ad, ciphertext);
-      return then(web(), (webKey) => webCrypto.open(webKey, n, ad, ciphertext));
+      return then(webKey(), (key) => web.open(key, n, ad, ciphertext));
     },
   };
 }
@@ -180,10 +214,12 @@ function mixedSuite(node: Backend<KeyObject, KeyObject>): Suite {
 class MixedKey implements AeadKey {
   readonly suite = "auto";
   readonly node: KeyObject;
+  #backend: Backend<CryptoKey, CryptoKey>;
   #web: MaybePromise<CryptoKey> | undefined;
 
-  constructor(node: KeyObject) {
+  constructor(node: KeyObject, backend: Backend<CryptoKey, CryptoKey>) {
     this.node = node;
+    this.#backend = backend;
   }
 
   readonly web = (): MaybePromise<CryptoKey> => this.#web ??= this.#toWeb();
@@ -195,7 +231,7 @@ class MixedKey implements AeadKey {
     const exported = this.node.export();
     const raw = copy(exported);
     exported.fill(0);
-    const imported = webCrypto.importAeadKey(raw);
+    const imported = this.#backend.importAeadKey(raw);
     return Promise.resolve(imported).finally(() => raw.fill(0));
   }
 }
@@ -233,6 +269,8 @@ function cachedImport<K, D>(
   };
 }
 
-const webSuite = wholeSuite("webcrypto", webCrypto);
-const nodeSuite = nodeCrypto && wholeSuite("node", nodeCrypto);
-const autoSuite = nodeCrypto ? mixedSuite(nodeCrypto) : { ...webSuite, name: "auto" as const };
+const web = counted(webCrypto);
+const node = nodeCrypto && counted(nodeCrypto);
+const webSuite = wholeSuite("webcrypto", web);
+const nodeSuite = node && wholeSuite("node", node);
+const autoSuite = node ? mixedSuite(node, web) : { ...webSuite, name: "auto" as const };

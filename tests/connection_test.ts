@@ -313,3 +313,46 @@ for (const [name, character] of [["2-byte", "é"], ["3-byte", "€"], ["4-byte",
     assert.ok(bytes <= 256);
   });
 }
+
+for (
+  const [serverCrypto, clientCrypto] of [["webcrypto", "auto"], ["auto", "webcrypto"]] as const
+) {
+  Deno.test(`A server on ${serverCrypto} and a client on ${clientCrypto} exchange small and large messages through rekeys`, async () => {
+    const options = (crypto: "auto" | "webcrypto") => ({ crypto, rekeyAfterBytes: 100_000 });
+    await using peers = await pair(options(serverCrypto), options(clientCrypto));
+    const { connection, client } = peers;
+    const sizes = [0, 1, 64, 4000, 4096, 5000, 65519, 65520, 300_000, 1_000_000];
+    const messages = sizes.map((size) =>
+      crypto.getRandomValues(new Uint8Array(Math.min(size, 65536)))
+    ).map(
+      (head, i) => {
+        const message = new Uint8Array(sizes[i]);
+        for (let offset = 0; offset < message.length; offset += head.length) {
+          message.set(head.subarray(0, Math.min(head.length, message.length - offset)), offset);
+        }
+        return message;
+      },
+    );
+    for (const [from, to] of [[connection, client], [client, connection]] as const) {
+      for (const message of messages) await from.send(message);
+      for (const [i, message] of messages.entries()) {
+        const packet = await to.receive(bounded());
+        assert.deepEqual(packet?.data, message, `message ${i} of ${sizes[i]} bytes`);
+      }
+    }
+    assert.deepEqual(client.handshakeHash, connection.handshakeHash);
+  });
+}
+
+Deno.test("The crypto option accepts auto and webcrypto and rejects anything else with a TypeError", async () => {
+  for (const crypto of ["WebCrypto", "node", "", 1, null]) {
+    assert.throws(
+      () => new ServerNetwork(HOST, 0, { crypto: crypto as "auto" }),
+      /Cannot use option crypto: expected "auto" or "webcrypto", got/,
+    );
+    await assert.rejects(
+      ClientNetwork.connect({ hostname: HOST, port: 1, crypto: crypto as "auto" }),
+      TypeError,
+    );
+  }
+});

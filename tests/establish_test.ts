@@ -4,13 +4,16 @@ import { concat, fromHex, toHex } from "../_bytes.ts";
 import {
   encodePreamble,
   encodeRefuse,
+  establishClient,
+  establishServer,
   MESSAGE1_LENGTH,
   prologue,
   PROTOCOL_BYTE,
   PROTOCOLS,
   REFUSE_CODES,
 } from "../_establish.ts";
-import { hash, hkdf } from "../_primitives.ts";
+import { noiseHooks } from "../_noise_hooks.ts";
+import { DEFAULT_CHOICE, hash, hkdf } from "../_primitives.ts";
 import { generateKeyPair } from "../cipher.ts";
 import { encodeFrame, FrameType } from "../framing.ts";
 import { HandshakeState } from "../handshake.ts";
@@ -124,3 +127,39 @@ Deno.test("XXpsk0's message 1 carries no DH token, and a responder with another 
   await assert.rejects((await make(false, 2)).readMessage(message1));
   await (await make(false, 1)).readMessage(message1);
 });
+
+for (
+  const [server, client] of [["webcrypto", "auto"], ["auto", "webcrypto"], [
+    undefined,
+    undefined,
+  ]] as const
+) {
+  Deno.test(`A handshake with crypto ${server ?? "unset"} on the server and ${client ?? "unset"} on the client gives each side ciphers on its own suite`, async () => {
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const accepting = listener.accept();
+    using clientConn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    using serverConn = await accepting;
+    const [serverSide, clientSide] = await Promise.all([
+      establishServer(serverConn, {
+        ...await config(),
+        crypto: server,
+        authorize: () => true,
+      }),
+      establishClient(clientConn, {
+        ...await config(),
+        crypto: client,
+        serverPublicKey: undefined,
+      }),
+    ]);
+    for (const [side, choice] of [[serverSide, server], [clientSide, client]] as const) {
+      assert.equal(noiseHooks.suiteOf!(side.send).name, choice ?? DEFAULT_CHOICE);
+      assert.equal(noiseHooks.suiteOf!(side.receive).name, choice ?? DEFAULT_CHOICE);
+    }
+    assert.deepEqual(serverSide.handshakeHash, clientSide.handshakeHash);
+    const sealed = await clientSide.send.encryptWithAd(new Uint8Array(0), new Uint8Array(5000));
+    assert.deepEqual(
+      await serverSide.receive.decryptWithAd(new Uint8Array(0), sealed),
+      new Uint8Array(5000),
+    );
+  });
+}

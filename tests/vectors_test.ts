@@ -1,16 +1,19 @@
 // Copyright 2026 the aesm authors. MIT license.
 import assert from "node:assert/strict";
 import { fromHex, toHex } from "../_bytes.ts";
-import { HandshakeState, type TransportCiphers } from "../handshake.ts";
+import type { HandshakeState, TransportCiphers } from "../handshake.ts";
+import "../handshake.ts"; // Registers the handshake hooks.
+import { noiseHooks } from "../_noise_hooks.ts";
+import { hasNodeCrypto, type Suite, suiteFor, type SuiteName } from "../_primitives.ts";
 import { hexOrUndefined, loadVectorFiles, type Vector } from "./_vectors.ts";
 
 const files = await loadVectorFiles();
 
-async function side(vector: Vector, initiator: boolean): Promise<HandshakeState> {
+async function side(vector: Vector, initiator: boolean, suite: Suite): Promise<HandshakeState> {
   const prefix = initiator ? "init" : "resp";
   const field = (name: string) =>
     (vector as unknown as Record<string, string | undefined>)[`${prefix}_${name}`];
-  return await HandshakeState.create({
+  return await noiseHooks.createHandshake!({
     protocolName: vector.protocol_name,
     initiator,
     prologue: fromHex(field("prologue")!),
@@ -20,12 +23,12 @@ async function side(vector: Vector, initiator: boolean): Promise<HandshakeState>
     psks: ((vector as unknown as Record<string, string[] | undefined>)[`${prefix}_psks`] ?? []).map(
       fromHex,
     ),
-  });
+  }, suite);
 }
 
-async function replay(vector: Vector): Promise<void> {
-  const initiator = await side(vector, true);
-  const responder = await side(vector, false);
+async function replay(vector: Vector, suite: Suite): Promise<void> {
+  const initiator = await side(vector, true, suite);
+  const responder = await side(vector, false, suite);
   const oneWay = /^Noise_[NKX](psk\d)?_/.test(vector.protocol_name);
   let transport: { initiator: TransportCiphers; responder: TransportCiphers } | undefined;
   for (const [i, { payload, ciphertext }] of vector.messages.entries()) {
@@ -54,21 +57,28 @@ async function replay(vector: Vector): Promise<void> {
   assert.ok(transport, "the handshake completed");
 }
 
-Deno.test("Noise test vectors replay byte for byte in both roles", async (t) => {
-  let ran = 0;
-  let total = 0;
-  for (const file of files) {
-    total += file.vectors.length;
-    for (const [i, vector] of file.vectors.entries()) {
-      const ok = await t.step(`${file.name} #${i} ${vector.protocol_name}`, () => replay(vector));
-      if (ok) ran++;
+// "auto" mixes the two backends by size; "node" puts every function, every
+// size, through node:crypto; "webcrypto" is the portable path.
+const SUITES: SuiteName[] = hasNodeCrypto ? ["webcrypto", "auto", "node"] : ["webcrypto", "auto"];
+
+for (const name of SUITES) {
+  const suite = suiteFor(name);
+  Deno.test(`Noise test vectors replay byte for byte in both roles with the ${name} suite`, async (t) => {
+    let ran = 0;
+    let total = 0;
+    for (const file of files) {
+      total += file.vectors.length;
+      for (const [i, vector] of file.vectors.entries()) {
+        const step = `${file.name} #${i} ${vector.protocol_name}`;
+        if (await t.step(step, () => replay(vector, suite))) ran++;
+      }
     }
-  }
-  console.log(
-    `Noise vectors: ${ran} of ${total} passed (${
-      files.map((f) => `${f.name}: ${f.vectors.length}`).join(", ")
-    })`,
-  );
-  assert.equal(total, 110, "the shared vector files hold 110 vectors");
-  assert.equal(ran, total);
-});
+    console.log(
+      `Noise vectors, ${name} suite (${suite.description}): ${ran} of ${total} passed (${
+        files.map((f) => `${f.name}: ${f.vectors.length}`).join(", ")
+      })`,
+    );
+    assert.equal(total, 110, "the shared vector files hold 110 vectors");
+    assert.equal(ran, total);
+  });
+}
