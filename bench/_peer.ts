@@ -10,7 +10,9 @@
  */
 
 import { type Message, messages, wallClock } from "./_control.ts";
+import { FrameOpenerLoop } from "./_ceiling.ts";
 import { connect, type Impl, type Link, listen, type TlsMaterial } from "./_impls.ts";
+import { backendCalls } from "../_primitives.ts";
 
 interface Role extends Message {
   readonly impl: Impl;
@@ -35,6 +37,11 @@ interface FanoutClientsRole extends Role {
   readonly readBuffer: number;
 }
 
+interface CeilingRole extends Role {
+  readonly key: string;
+  readonly count: number;
+}
+
 type Commands = AsyncIterator<Message>;
 
 const MAX_COMMANDS = 10_000;
@@ -42,6 +49,11 @@ const MAX_ECHOES = 100_000_000;
 
 function report(message: Message): void {
   console.log(JSON.stringify(message));
+}
+
+/** Answers a `usage` command: the crypto calls this process made, by backend. */
+function answerUsage(command: Message): void {
+  if (command.type === "usage") report({ type: "usage", ...backendCalls });
 }
 
 function sleep(ms: number): Promise<void> {
@@ -103,6 +115,7 @@ async function fanoutServer(role: FanoutServerRole, commands: Commands): Promise
   for (let i = 0; i < MAX_COMMANDS; i++) {
     const { value: command, done } = await commands.next();
     if (done || command.type === "exit") return;
+    answerUsage(command);
     if (command.type === "measure") {
       const expected = command.open as number;
       const deadline = Date.now() + (command.waitMs as number);
@@ -134,6 +147,7 @@ async function fanoutClients(role: FanoutClientsRole, commands: Commands): Promi
   for (let i = 0; i < MAX_COMMANDS; i++) {
     const { value: command, done } = await commands.next();
     if (done || command.type === "exit") return;
+    answerUsage(command);
     if (command.type !== "connect") continue;
     const count = command.count as number;
     const keep = command.keep as boolean;
@@ -174,7 +188,20 @@ async function untilExit(commands: Commands): Promise<void> {
   for (let i = 0; i < MAX_COMMANDS; i++) {
     const { value, done } = await commands.next();
     if (done || value.type === "exit") return;
+    answerUsage(value);
   }
+}
+
+// The receiver's half of the cipher ceiling: opens frames on "go", reports the time it took.
+async function ceilingOpener(role: CeilingRole, commands: Commands): Promise<void> {
+  const loop = await FrameOpenerLoop.prepare(role.key);
+  report({ type: "ready" });
+  const { value: command, done } = await commands.next();
+  if (done || command.type !== "go") return;
+  const t0 = wallClock();
+  const bytes = await loop.open(role.count);
+  report({ type: "opened", t0, t1: wallClock(), bytes });
+  await untilExit(commands);
 }
 
 async function main(): Promise<void> {
@@ -204,6 +231,9 @@ async function main(): Promise<void> {
         break;
       case "fanout-clients":
         await fanoutClients(role as FanoutClientsRole, commands);
+        break;
+      case "ceiling-opener":
+        await ceilingOpener(role as CeilingRole, commands);
         break;
       default:
         throw new Error(`unknown role ${role.type}`);

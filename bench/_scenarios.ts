@@ -7,6 +7,7 @@
  */
 
 import { type Message, wallClock } from "./_control.ts";
+import { ceilingKey, FRAME_PLAINTEXT, sealFrames } from "./_ceiling.ts";
 import { connect, type Endpoint, type Impl, type TlsMaterial } from "./_impls.ts";
 import { median, percentile } from "./_stats.ts";
 import type { Trial } from "./_trial.ts";
@@ -30,6 +31,8 @@ export interface Scenario {
   readonly capMs: number;
   /** Why the scenario cannot run here, if it cannot. */
   readonly skip?: string;
+  /** The implementations it measures, when not all three. */
+  readonly impls?: readonly Impl[];
   run(impl: Impl, trial: Trial): Promise<Values>;
 }
 
@@ -185,6 +188,23 @@ async function handshakes(
   return { rate: count / ((performance.now() - start) / 1000) };
 }
 
+// Both halves of the cipher ceiling at once: sealing here, opening in a peer.
+async function ceiling(trial: Trial, count: number): Promise<Values> {
+  const key = ceilingKey();
+  const peer = trial.peer({ type: "ceiling-opener", impl: "aesm", key, count });
+  await peer.next("ready");
+  const opened = peer.next<{ type: "opened"; t0: number; t1: number; bytes: number }>("opened");
+  opened.catch(() => {});
+  await peer.send({ type: "go" });
+  const t0 = wallClock();
+  const sealedBytes = await sealFrames(key, count, () => trial.check());
+  const t1 = wallClock();
+  const open = await opened;
+  const seal = sealedBytes / 1e6 / ((t1 - t0) / 1000);
+  const openRate = open.bytes / 1e6 / ((open.t1 - open.t0) / 1000);
+  return { rate: Math.min(seal, openRate), seal, open: openRate };
+}
+
 interface Memory extends Message {
   readonly type: "memory";
   readonly rss: number;
@@ -290,6 +310,24 @@ export function scenarios(
       },
     },
     {
+      id: "ceiling",
+      title:
+        `cipher ceiling: ${scale.bulkMessages.toLocaleString("en-US")} MiB in 64 KiB frames, ` +
+        "sealed here and opened in a subprocess at once, no sockets",
+      how: "aesm's own seal path (4 frames in flight, as the write pump) and open path " +
+        "(FrameOpener, batches of 4 frames, as one 256 KiB read) on the same backends as the " +
+        "connections; MB/s of plaintext of the slower half, which bounds bulk",
+      metrics: [
+        { ...rate, label: "MB/s" },
+        { key: "seal", label: "seal MB/s", better: "higher" },
+        { key: "open", label: "open MB/s", better: "higher" },
+      ],
+      capMs: cap(100),
+      impls: ["aesm"],
+      run: (_impl, trial) =>
+        ceiling(trial, Math.ceil(scale.bulkMessages * BULK_SIZE / FRAME_PLAINTEXT)),
+    },
+    {
       id: "rtt",
       title: `rtt: ${scale.rtt.toLocaleString("en-US")} ping-pongs of 64 B`,
       how: "client here, echo server in a subprocess; after 10% warm-up round trips",
@@ -305,7 +343,7 @@ export function scenarios(
     const connectors = `${concurrency} concurrent connector${concurrency === 1 ? "" : "s"}`;
     list.push({
       id: `handshakes-${concurrency}${bare ? "-bare" : ""}`,
-      title: `handshakes${bare ? " without a message (supplementary)" : ""}: ` +
+      title: `handshakes${bare ? " alone, without a message" : ""}: ` +
         `${scale.handshakes.toLocaleString("en-US")} connections, ${connectors}`,
       how: bare
         ? "connect + handshake + close, no message: the handshake's cost without the first " +

@@ -8,6 +8,7 @@
 
 import { type Message, Peer } from "./_control.ts";
 import type { Link } from "./_impls.ts";
+import { backendCalls } from "../_primitives.ts";
 
 /** How a measurement ended: its values, or why there are none. */
 export type Outcome<T> = { readonly ok: true; readonly value: T } | {
@@ -51,6 +52,20 @@ export class Trial {
   link(link: Link): Link {
     this.#links.push(link);
     return link;
+  }
+
+  /**
+   * The crypto calls by backend made during the measurement: this process's
+   * since `before`, plus every peer's (peers are fresh for each measurement).
+   */
+  async cryptoCalls(before: Record<string, number>): Promise<Record<string, number>> {
+    const total: Record<string, number> = {};
+    for (const [name, count] of Object.entries(backendCalls)) total[name] = count - before[name];
+    for (const peer of this.#peers) {
+      const usage = await peer.ask<Message>({ type: "usage" }, "usage");
+      for (const name of Object.keys(backendCalls)) total[name] += Number(usage[name] ?? 0);
+    }
+    return total;
   }
 
   /** Aborts: kills the peers at once, which ends every pending read and write. */
