@@ -2,7 +2,7 @@
 // The crypto seam: every backend computes the same bytes, and each suite
 // sends each operation where _primitives.ts says.
 import assert from "node:assert/strict";
-import { CipherState, DecryptionError } from "../cipher.ts";
+import { type CipherState, DecryptionError } from "../cipher.ts";
 import { noiseHooks } from "../_noise_hooks.ts";
 import {
   backendCalls,
