@@ -85,6 +85,23 @@ export function parseProtocolName(name: string): Protocol {
   if (typeof name !== "string") {
     throw new TypeError("Cannot parse protocol name: expected a string");
   }
+  // A server parses the same one or two names for every handshake.
+  let parsed = parsedNames.get(name);
+  if (parsed === undefined) {
+    if (parsedNames.size >= MAX_PARSED) parsedNames.clear();
+    parsed = parse(name);
+    const { pattern } = parsed;
+    [pattern.initiatorPreMessage, pattern.responderPreMessage, ...pattern.messages]
+      .forEach((tokens) => Object.freeze(tokens));
+    parsedNames.set(name, Object.freeze(parsed));
+  }
+  return parsed;
+}
+
+const parsedNames = new Map<string, Protocol>();
+const MAX_PARSED = 64;
+
+function parse(name: string): Protocol {
   const match = NAME.exec(name);
   if (match === null) {
     throw new TypeError(

@@ -283,6 +283,8 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #lastWrite = performance.now();
   #unwritten = 0;
   #written = 0;
+  #writeStarted: number | undefined;
+  #writeWatch: ReturnType<typeof setTimeout> | undefined;
   #sinceRekey = 0;
   #pumping = false;
   #drain: PromiseWithResolvers<void> | undefined;
@@ -772,6 +774,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #finish(): void {
     if (this.#state === "closed") return;
     this.#state = "closed";
+    clearTimeout(this.#writeWatch);
     let info = this.#info!;
     const confirmed = info.by === "local" ? this.#peerClosed : this.#eof;
     if (info.clean && !confirmed) {
@@ -896,15 +899,25 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
 
   async #write(frame: Uint8Array<ArrayBuffer>): Promise<void> {
     // A write that makes no progress for writeTimeout ends the connection,
-    // which makes the pending write reject.
-    const timer = setTimeout(() => this.#writeTimedOut(), this.#writeTimeout);
+    // which makes the pending write reject. One watchdog timer serves every
+    // write (a timer per write costs more than sealing a small frame).
+    this.#writeStarted = performance.now();
+    this.#writeWatch ??= setTimeout(this.#watchWrite, this.#writeTimeout);
     try {
       await writeAll(this.#conn, frame);
       this.#lastWrite = performance.now();
     } finally {
-      clearTimeout(timer);
+      this.#writeStarted = undefined;
     }
   }
+
+  #watchWrite = (): void => {
+    this.#writeWatch = undefined;
+    if (this.#writeStarted === undefined || this.#state === "closed") return;
+    const waited = performance.now() - this.#writeStarted;
+    if (waited >= this.#writeTimeout) return this.#writeTimedOut();
+    this.#writeWatch = setTimeout(this.#watchWrite, this.#writeTimeout - waited);
+  };
 
   #writeTimedOut(): void {
     const message = `Cannot write: the peer read nothing for ${this.#writeTimeout} ms`;

@@ -321,7 +321,7 @@ for (const name of SUITES) {
 // Handshake CPU per side, printed: the process's CPU time (every thread, so
 // WebCrypto's pool too) over a run of handshakes, halved; and each side's
 // time inside its own calls.
-if (Deno.args.length === 0 && import.meta.main) {
+{
   const COUNT = 300;
   const lines = [];
   for (const name of SUITES) {
