@@ -280,7 +280,7 @@ function table(scenario: Scenario, results: Results, rounds: number): string {
 function backendLine(outcomes: Outcome<Values>[]): string {
   const last = outcomes.findLast((outcome) => outcome.ok);
   if (last === undefined || !last.ok) return "aesm crypto: not measured.";
-  const calls = CALLS.map((name) => `${name} ${formatNumber(last.value[name] ?? 0)}`);
+  const calls = CALLS.map((name) => `${name} ${(last.value[name] ?? 0).toLocaleString("en-US")}`);
   return `aesm crypto \`${DEFAULT_CHOICE}\`: calls in the last round, both processes: ` +
     `${calls.join(", ")}.`;
 }
