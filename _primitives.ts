@@ -31,23 +31,25 @@ export type SuiteName = CryptoChoice | "node";
  * The largest AES-GCM input (plaintext to seal, ciphertext with its tag to
  * open) that `"auto"` gives to `node:crypto`; larger ones go to WebCrypto.
  *
- * Measured with `deno bench --filter=aead bench/micro_bench.ts` (Deno 2.9.6,
- * 2-core AMD EPYC shared with other work, 2026-11-30), µs per call:
+ * Measured with `deno bench --filter="aead seal" bench/micro_bench.ts` (Deno
+ * 2.9.6, 2-core AMD EPYC, 2026-11-30, load average 8–10 from other work, so
+ * p75 rather than means), µs per call:
  *
- * | bytes  | node seal | WebCrypto seal | WebCrypto seal, 4 in flight |
- * | -----: | --------: | -------------: | --------------------------: |
- * |     64 |         5 |             40 |                          14 |
- * |  1,024 |         8 |             42 |                          15 |
- * |  4,096 |        19 |             51 |                          21 |
- * |  8,192 |        35 |             56 |                          27 |
- * | 16,384 |        69 |             74 |                          36 |
- * | 65,519 |       270 |            170 |                         105 |
+ * | bytes  | node:crypto | WebCrypto, one at a time | WebCrypto, 4 in flight |
+ * | -----: | ----------: | -----------------------: | ---------------------: |
+ * |     64 |         7.1 |                     46.4 |                   19.5 |
+ * |  1,024 |         9.7 |                     15.0 |                   16.0 |
+ * |  4,096 |        27.7 |                     30.1 |                   21.2 |
+ * |  8,192 |        58.1 |                     61.3 |                   30.2 |
+ * | 16,384 |         119 |                     83.7 |                   48.0 |
+ * | 65,519 |         400 |                      171 |                    110 |
  *
- * A WebCrypto call hops to a thread pool and back (30–40 µs however small,
- * in Deno's `ext/crypto`), where `node:crypto` runs on the calling thread at
- * about 250 MB/s. Up to 4 KiB the synchronous call costs less than even a
- * pipelined WebCrypto call; above, WebCrypto's faster AES and its second
- * core win. Opening measured the same within noise.
+ * A WebCrypto call hops to a thread pool and back, however small its input;
+ * `node:crypto` runs on the calling thread, about 5 ns/B here against
+ * WebCrypto's 1–2. Up to 4 KiB the synchronous call answers sooner than a
+ * WebCrypto call (what a round trip waits for) and costs about what a
+ * pipelined one does; above, WebCrypto wins on every count. Opening measures
+ * the same within noise (`--filter="aead open"`).
  */
 export const SYNC_AEAD_MAX = 4096;
 
@@ -79,10 +81,13 @@ export interface AeadKey {
 
 /**
  * The suite for a choice. `"auto"` computes X25519, SHA-256 and HKDF with
- * `node:crypto` (measured with `deno bench --filter=handshake
- * bench/micro_bench.ts`: X25519 47–88 µs against 61–165 µs, SHA-256 of 64 B
- * 2 µs against 7–59 µs, HKDF 8 µs against 110 µs) and AES-GCM by size (see
- * {@linkcode SYNC_AEAD_MAX}); without `node:crypto` it is WebCrypto.
+ * `node:crypto` and AES-GCM by size (see {@linkcode SYNC_AEAD_MAX}); without
+ * `node:crypto` it is WebCrypto. Measured with `deno bench
+ * --filter=handshake bench/micro_bench.ts` (same run, p75, µs): X25519 DH
+ * 85 against 204, key pair 35 against 109, HKDF 9.7 against 77, SHA-256 of
+ * 64 B 12 against 11 (but without an `await`); a whole XX handshake, both
+ * sides, 1.5 ms against 2.4 ms, and its CPU per side (printed by the same
+ * command) 0.49 ms against 0.98 ms.
  *
  * @throws {TypeError} For `"node"` where the runtime has no `node:crypto`.
  */
