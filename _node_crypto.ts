@@ -73,8 +73,20 @@ function load(): NodeCryptoModule | undefined {
   }
 }
 
-/** `node:crypto`: keys are `KeyObject`s, held outside the JavaScript heap. */
-export const nodeCrypto: Backend<KeyObject, KeyObject> | undefined = ((nc) =>
+let loaded: { backend: Backend<KeyObject, KeyObject> | undefined } | undefined;
+
+/**
+ * The `node:crypto` backend, or `undefined` where the runtime has none.
+ * Looked up on first use: loading `node:crypto` costs Deno about 20 ms of
+ * CPU, which a program that never connects should not pay.
+ */
+export function nodeCrypto(): Backend<KeyObject, KeyObject> | undefined {
+  loaded ??= { backend: backendOf(load()) };
+  return loaded.backend;
+}
+
+/** `node:crypto`: keys are `KeyObject`s, held by the runtime. */
+const backendOf = (nc: NodeCryptoModule | undefined): Backend<KeyObject, KeyObject> | undefined =>
   nc && {
     name: "node:crypto",
 
@@ -156,7 +168,7 @@ export const nodeCrypto: Backend<KeyObject, KeyObject> | undefined = ((nc) =>
       decipher.final(); // Throws if the tag is wrong: `body` is then never used.
       return ownBytes(body);
     },
-  })(load());
+  };
 
 const EMPTY_INFO = new Uint8Array(0);
 

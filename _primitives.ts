@@ -92,14 +92,17 @@ export interface AeadKey {
  * @throws {TypeError} For `"node"` where the runtime has no `node:crypto`.
  */
 export function suiteFor(name: SuiteName): Suite {
-  if (name === "node" && nodeSuite === undefined) {
+  const all = suites ??= makeSuites();
+  if (name === "node" && all.node === undefined) {
     throw new TypeError("Cannot use node:crypto: this runtime does not have it");
   }
-  return name === "webcrypto" ? webSuite : name === "node" ? nodeSuite! : autoSuite;
+  return all[name]!;
 }
 
-/** Whether this runtime has `node:crypto`. */
-export const hasNodeCrypto: boolean = nodeCrypto !== undefined;
+/** Whether this runtime has `node:crypto` (which this loads, if it is there). */
+export function hasNodeCrypto(): boolean {
+  return nodeCrypto() !== undefined;
+}
 
 /**
  * The choice when a connection or a Noise object names none: `"auto"`, or
@@ -274,8 +277,17 @@ function cachedImport<K, D>(
   };
 }
 
-const web = counted(webCrypto);
-const node = nodeCrypto && counted(nodeCrypto);
-const webSuite = wholeSuite("webcrypto", web);
-const nodeSuite = node && wholeSuite("node", node);
-const autoSuite = node ? mixedSuite(node, web) : { ...webSuite, name: "auto" as const };
+let suites: Record<CryptoChoice, Suite> & { node: Suite | undefined } | undefined;
+
+// Made on first use, which is when node:crypto is looked up.
+function makeSuites(): Record<CryptoChoice, Suite> & { node: Suite | undefined } {
+  const web = counted(webCrypto);
+  const found = nodeCrypto();
+  const node = found && counted(found);
+  const webcrypto = wholeSuite("webcrypto", web);
+  return {
+    webcrypto,
+    node: node && wholeSuite("node", node),
+    auto: node ? mixedSuite(node, web) : { ...webcrypto, name: "auto" },
+  };
+}

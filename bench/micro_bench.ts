@@ -18,7 +18,7 @@ import type { HandshakeState } from "../handshake.ts";
 import "../handshake.ts"; // Registers the handshake hooks.
 import { noiseHooks } from "../_noise_hooks.ts";
 import { hasNodeCrypto, suiteFor, type SuiteName } from "../_primitives.ts";
-import { nodeCrypto } from "../_node_crypto.ts";
+import { nodeCrypto as loadNodeCrypto } from "../_node_crypto.ts";
 import { webCrypto } from "../_webcrypto.ts";
 import type { Backend } from "../_backend.ts";
 
@@ -197,6 +197,7 @@ Deno.bench({
 const AEAD_SIZES = [64, 1024, 4096, 8192, 16384, 65519];
 const aeadKey = random(32);
 const webKey = await webCrypto.importAeadKey(aeadKey);
+const nodeCrypto = loadNodeCrypto();
 const nodeKey = nodeCrypto && await nodeCrypto.importAeadKey(aeadKey);
 const noAd = new Uint8Array(0);
 
@@ -275,7 +276,7 @@ for (const backend of BACKENDS) {
 const PROTOCOL = "Noise_XX_25519_AESGCM_SHA256";
 const statics = [random(32), random(32)];
 const params = new Uint8Array([0, 0, 1, 0]);
-const SUITES: SuiteName[] = hasNodeCrypto ? ["auto", "webcrypto"] : ["webcrypto"];
+const SUITES: SuiteName[] = hasNodeCrypto() ? ["auto", "webcrypto"] : ["webcrypto"];
 
 /** One XX handshake as aesm runs it, timing each side's calls; returns their durations in ms. */
 async function handshake(name: SuiteName): Promise<[number, number]> {

@@ -59,7 +59,7 @@ async function replay(vector: Vector, suite: Suite): Promise<void> {
 
 // "auto" mixes the two backends by size; "node" puts every function, every
 // size, through node:crypto; "webcrypto" is the portable path.
-const SUITES: SuiteName[] = hasNodeCrypto ? ["webcrypto", "auto", "node"] : ["webcrypto", "auto"];
+const SUITES: SuiteName[] = hasNodeCrypto() ? ["webcrypto", "auto", "node"] : ["webcrypto", "auto"];
 
 for (const name of SUITES) {
   const suite = suiteFor(name);
