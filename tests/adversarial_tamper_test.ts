@@ -145,12 +145,10 @@ async function runSession(fixture: Fixture, tamper: Tamper): Promise<Outcome> {
   const session = await proxy.session(0);
   const address = session.upstreamAddress;
   const serverApp = (async () => {
-    // accept() never hands out a connection that ended with nothing to read:
-    // one refused, or cut before the application took it, has no server side.
     const connection = await watch.until(
       () =>
         watch.accepted(address, since) ??
-          (watch.about(address, since).some((r) => r.event !== "connected") ? null : undefined),
+          (watch.about(address, since).some((r) => r.event === "refused") ? null : undefined),
       10_000,
       `the server's side of ${address}`,
     );
