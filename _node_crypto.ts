@@ -118,7 +118,9 @@ const backendOf = (nc: NodeCryptoModule | undefined): Backend<KeyObject, KeyObje
       const peer = nc.createPublicKey({ key: spki, format: "der", type: "spki" });
       // OpenSSL-style X25519 refuses an all-zero shared secret (a low-order
       // key); check it here too so no runtime's backend lets one through.
-      const secret = copy(nc.diffieHellman({ privateKey, publicKey: peer }));
+      const shared = nc.diffieHellman({ privateKey, publicKey: peer });
+      const secret = copy(shared);
+      shared.fill(0);
       if (secret.length !== DHLEN || secret.every((byte) => byte === 0)) {
         secret.fill(0);
         throw new Error("Cannot derive a shared secret: the public key has low order");
