@@ -109,8 +109,12 @@ export function splitOutputs(bits: Uint8Array, outputs: number): Bytes[] {
   return out;
 }
 
-/** Applies `next` to `value` at once if it is here, or when it arrives. */
-export function then<T, U>(
+/**
+ * Applies `next` to `value` at once if it is here, or when it arrives. (Not
+ * named `then`: a module exporting `then` makes its namespace a thenable, and
+ * a dynamic `import()` of it would call it.)
+ */
+export function chain<T, U>(
   value: MaybePromise<T>,
   next: (value: T) => MaybePromise<U>,
 ): MaybePromise<U> {

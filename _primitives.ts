@@ -12,15 +12,16 @@
 import { type Bytes, copy, equal } from "./_bytes.ts";
 import {
   type Backend,
+  chain,
   type DhKeyPair,
   type MaybePromise,
   type RawKeyPair,
-  then,
 } from "./_backend.ts";
 import { type KeyObject, nodeCrypto } from "./_node_crypto.ts";
 import { webCrypto } from "./_webcrypto.ts";
 
-export { type DhKeyPair, DHLEN, HASHLEN, type MaybePromise, TAGLEN, then } from "./_backend.ts";
+export { type DhKeyPair, DHLEN, HASHLEN, type MaybePromise, TAGLEN } from "./_backend.ts";
+export { chain } from "./_backend.ts";
 
 /** The `crypto` connection option: `"webcrypto"` forces the portable path. */
 export type CryptoChoice = "auto" | "webcrypto";
@@ -184,7 +185,7 @@ function wholeSuite<K, D>(name: SuiteName, backend: Backend<K, D>): Suite {
     description: `${backend.name} for everything`,
     ...dhFunctions(backend),
     importAeadKey: (raw) =>
-      then(backend.importAeadKey(raw), (key): Keyed<K> => ({ suite: name, key })),
+      chain(backend.importAeadKey(raw), (key): Keyed<K> => ({ suite: name, key })),
     seal: (key, n, ad, plaintext) => backend.seal((key as Keyed<K>).key, n, ad, plaintext),
     open: (key, n, ad, ciphertext) => backend.open((key as Keyed<K>).key, n, ad, ciphertext),
   };
@@ -204,12 +205,12 @@ function mixedSuite(
     seal: (key, n, ad, plaintext) => {
       const { node: sync, web: webKey } = key as MixedKey;
       if (plaintext.length <= SYNC_AEAD_MAX) return node.seal(sync, n, ad, plaintext);
-      return then(webKey(), (key) => web.seal(key, n, ad, plaintext));
+      return chain(webKey(), (key) => web.seal(key, n, ad, plaintext));
     },
     open: (key, n, ad, ciphertext) => {
       const { node: sync, web: webKey } = key as MixedKey;
       if (ciphertext.length <= SYNC_AEAD_MAX) return node.open(sync, n, ad, ciphertext);
-      return then(webKey(), (key) => web.open(key, n, ad, ciphertext));
+      return chain(webKey(), (key) => web.open(key, n, ad, ciphertext));
     },
   };
 }

@@ -24,11 +24,11 @@ import { assertBytes, type Bytes, copy, EMPTY } from "./_bytes.ts";
 import { noiseHooks } from "./_noise_hooks.ts";
 import {
   type AeadKey,
+  chain,
   defaultSuite,
   DHLEN,
   type MaybePromise,
   type Suite,
-  then,
 } from "./_primitives.ts";
 
 /**
@@ -269,7 +269,7 @@ export class CipherState {
   #rekey(): MaybePromise<void> {
     const key = this.#key;
     if (key === undefined) throw new TypeError("Cannot rekey: the cipher has no key");
-    return then(this.#suite.seal(key, MAX_NONCE, EMPTY, new Uint8Array(32)), (block) => {
+    return chain(this.#suite.seal(key, MAX_NONCE, EMPTY, new Uint8Array(32)), (block) => {
       const next = block.subarray(0, 32);
       const done = (imported: AeadKey) => {
         this.#key = imported;

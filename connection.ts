@@ -37,7 +37,7 @@ import {
   type RecordEvent,
   RecordType,
 } from "./_record.ts";
-import { type MaybePromise, TAGLEN, then } from "./_primitives.ts";
+import { chain, type MaybePromise, TAGLEN } from "./_primitives.ts";
 import { noiseHooks } from "./_noise_hooks.ts";
 import {
   BufferFullError,
@@ -893,8 +893,8 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
       return { frame, size: plaintext.length };
     };
     const sealed = noiseHooks.encrypt!(send, header, plaintext);
-    if (!rekey) return then(sealed, frameOf);
-    return then(sealed, (ciphertext) => then(noiseHooks.rekey!(send), () => frameOf(ciphertext)));
+    if (!rekey) return chain(sealed, frameOf);
+    return chain(sealed, (ciphertext) => chain(noiseHooks.rekey!(send), () => frameOf(ciphertext)));
   }
 
   async #write(frame: Uint8Array<ArrayBuffer>): Promise<void> {

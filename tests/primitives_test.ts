@@ -176,3 +176,45 @@ Deno.test("suiteFor() names every suite it gives", () => {
   for (const name of NAMES) assert.equal(suiteFor(name).name, name);
   console.log(`AES-GCM up to ${SYNC_AEAD_MAX} B synchronously; cross-test seed ${SEED}`);
 });
+
+Deno.test("Without node:crypto (as in a browser) the core loads, auto is WebCrypto, and a handshake and both frame sizes work", async () => {
+  const url = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);
+  // node:crypto is looked up on first use, so hiding it after the imports is in time.
+  const script = `
+    import { backendCalls, hasNodeCrypto, suiteFor } from ${url("../_primitives.ts")};
+    import { HandshakeState } from ${url("../handshake.ts")};
+    const process = globalThis.process;
+    const lookUp = process.getBuiltinModule.bind(process);
+    process.getBuiltinModule = (id) => id === "node:crypto" ? undefined : lookUp(id);
+    const protocolName = "Noise_NN_25519_AESGCM_SHA256";
+    const a = await HandshakeState.create({ protocolName, initiator: true });
+    const b = await HandshakeState.create({ protocolName, initiator: false });
+    await b.readMessage(await a.writeMessage());
+    await a.readMessage(await b.writeMessage());
+    const [x, y] = [await a.split(), await b.split()];
+    const sizes = [];
+    for (const size of [64, 65519]) {
+      const sealed = await x.send.encryptWithAd(new Uint8Array(0), new Uint8Array(size));
+      sizes.push((await y.receive.decryptWithAd(new Uint8Array(0), sealed)).length);
+    }
+    console.log(JSON.stringify({
+      node: hasNodeCrypto(),
+      auto: suiteFor("auto").description,
+      sizes,
+      calls: backendCalls,
+    }));
+  `;
+  const { success, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=js", script],
+    env: { AESM_CRYPTO: "auto" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(success, new TextDecoder().decode(stderr));
+  const report = JSON.parse(new TextDecoder().decode(stdout));
+  assert.equal(report.node, false);
+  assert.equal(report.auto, "webcrypto for everything");
+  assert.deepEqual(report.sizes, [64, 65519]);
+  assert.equal(report.calls["node:crypto"], 0);
+  assert.ok(report.calls.webcrypto > 0);
+});
