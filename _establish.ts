@@ -281,10 +281,7 @@ export async function establishClient(
       }),
     );
     if (config.serverPublicKey && !equal(hs.remoteStaticPublicKey!, config.serverPublicKey)) {
-      throw refusal(
-        "key-rejected",
-        "Cannot connect: the server's public key is not the pinned one",
-      );
+      throw refusal("key-rejected", keyRejected(hs.remoteStaticPublicKey!));
     }
     await io.write(encodeFrame(FrameType.Handshake, await hs.writeMessage(encodeParams(config))));
     const { send, receive } = await hs.split();
@@ -322,6 +319,15 @@ async function readAcceptance(io: Handshake, receive: CipherState): Promise<void
       error,
     );
   }
+}
+
+function keyRejected(key: Bytes): string {
+  const hex = Array.from(key.subarray(0, 8), (byte) => byte.toString(16).padStart(2, "0"));
+  return `Cannot connect: the server's public key (${hex.join("")}...) is not the pinned one: ` +
+    "the server's key changed, or another server answered; a server keeps one key across " +
+    "restarts when started with the keyFile option " +
+    '(ServerNetwork.listen({ keyFile: "server.key" })): restore its old key file, or pin the ' +
+    "key it has now";
 }
 
 /** Options only the server has. */

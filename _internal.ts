@@ -19,6 +19,11 @@ export interface ConnectionInit {
   readonly established: Established;
   readonly options: ConnectionOptions;
   readonly queue: PacketQueue;
+  /**
+   * Whether the queue outlives the connection (a reconnecting client's): the
+   * connection then leaves it open when it ends.
+   */
+  readonly sharedQueue?: boolean;
   readonly onClose?: (connection: Connection, info: CloseInfo) => void;
   /** The server-wide budget of received bytes held, if any. */
   readonly budget?: ByteBudget;

@@ -1,7 +1,8 @@
 // Copyright 2026 the aesm authors. MIT license.
 /**
- * The server's log of connection activity: who connected, was refused or
- * left, when, and why.
+ * The log of connection activity: on a server, who connected, was refused
+ * or left, when, and why; on a client, when it connected, lost its
+ * connection, tried again, or gave up.
  *
  * @example Reading the log
  * ```ts
@@ -28,17 +29,28 @@ import { internals } from "./_internal.ts";
 import type { CloseReason, RefuseReason } from "./errors.ts";
 import type { ReceiveOptions } from "./queue.ts";
 
-/** One entry of the activity log. */
+/**
+ * One entry of the activity log. A server logs `connected`, `refused` and
+ * `disconnected`; a client logs `connected`, `disconnected`, `reconnecting`
+ * and `gave-up`.
+ */
 export interface ActivityRecord {
-  /** The peer's address, `host:port`. */
+  /** The peer's address, `host:port` (for a client, the server's). */
   readonly address: string;
-  /** Whether the connection was accepted (false for a refusal). */
+  /**
+   * Whether a connection was accepted: false for a refusal, and for a
+   * client's `reconnecting` and `gave-up`.
+   */
   readonly accepted: boolean;
   /** When it happened: milliseconds since the Unix epoch, by this side's clock. */
   readonly time: number;
   /** What happened. */
-  readonly event: "connected" | "refused" | "disconnected";
-  /** Why it was refused or ended; absent for `connected`. */
+  readonly event: "connected" | "refused" | "disconnected" | "reconnecting" | "gave-up";
+  /**
+   * Why it was refused or ended; absent for `connected`. For a client's
+   * `reconnecting` and `gave-up`: why the connection ended, or why the last
+   * attempt failed (absent when the TCP connect failed).
+   */
   readonly reason?: RefuseReason | CloseReason;
   /** For `disconnected`: whether it ended with an authenticated close. */
   readonly clean?: boolean;
@@ -51,6 +63,16 @@ export interface ActivityRecord {
    * stands for (the first of a burst has its own record, without `count`).
    */
   readonly count?: number;
+  /**
+   * A client's attempt number, from 1: on `reconnecting` the attempt to come,
+   * on `gave-up` the last one made, on `connected` the attempt that connected
+   * (absent for the first connect).
+   */
+  readonly attempt?: number;
+  /** On a client's `reconnecting`: milliseconds it waits before the attempt. */
+  readonly delay?: number;
+  /** On a client's `reconnecting` and `gave-up`: the last attempt's error, if one failed. */
+  readonly error?: unknown;
 }
 
 /**
@@ -72,7 +94,8 @@ export const DEFAULT_ACTIVITY_LIMIT = 10_000;
 /**
  * The activity log: the oldest unread record first. It keeps at most `limit`
  * unread records; past that records are dropped and counted in `dropped`,
- * so that a flood of refused connections cannot grow memory. A refusal never
+ * so that a flood of refused connections (or a client that keeps failing to
+ * reconnect) cannot grow memory. A refusal never
  * pushes out another record: once the log is full a new refusal is dropped,
  * and a new connection record pushes out the oldest refusal first (the
  * oldest record only when no refusal is left). Messages are escaped: control
@@ -108,7 +131,7 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
   }
 
   /**
-   * Creates an empty log. Servers make their own.
+   * Creates an empty log. Servers and clients make their own.
    *
    * @param limit The most unread records kept; {@linkcode DEFAULT_ACTIVITY_LIMIT} if omitted.
    * @throws {RangeError} If `limit` is not a positive integer.
@@ -145,7 +168,7 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
   /**
    * Takes the oldest unread record, waiting for one, as an async iterator's
    * `next()`: `{ value, done: false }`, or `{ value: undefined, done: true }`
-   * once the server has stopped and the log is read. To take a record without
+   * once its server or client has ended and the log is read. To take a record without
    * waiting, use {@linkcode ActivityLog.take}.
    *
    * @param options A signal to stop waiting.
@@ -171,7 +194,7 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
    * Takes the oldest unread record, waiting for one.
    *
    * @param options A signal to stop waiting.
-   * @returns The record, or `undefined` once the server has stopped and the log is read.
+   * @returns The record, or `undefined` once its server or client has ended and the log is read.
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   receive(options?: ReceiveOptions): Promise<ActivityRecord | undefined> {
@@ -182,14 +205,14 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
    * Waits until a record is unread, without taking it.
    *
    * @param options A signal to stop waiting.
-   * @returns Whether a record is unread: `false` once the server has stopped with none left.
+   * @returns Whether a record is unread: `false` once its server or client has ended with none left.
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   wait(options?: ReceiveOptions): Promise<boolean> {
     return this.#queue.wait(options?.signal);
   }
 
-  /** Takes records as they come, until the server stops and the log is read. */
+  /** Takes records as they come, until its server or client ends and the log is read. */
   [Symbol.asyncIterator](): AsyncIterator<ActivityRecord> {
     return this.#queue.drain();
   }

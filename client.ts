@@ -22,13 +22,33 @@
 
 import { checkHostname, checkPort, commonConfig, loadKeyPair } from "./_config.ts";
 import { establishClient, withDeadline } from "./_establish.ts";
+import { Outbox } from "./_outbox.ts";
+import {
+  backoff,
+  checkReconnect,
+  failureReason,
+  type ReconnectPolicy,
+  REFUSALS_BEFORE_GIVING_UP,
+  sleep,
+  weigh,
+  worthReconnecting,
+} from "./_reconnect.ts";
 import { closeQuietly } from "./_socket.ts";
-import { ConnectError, ConnectionClosedError } from "./errors.ts";
-import { internals } from "./_internal.ts";
+import {
+  type CloseReason,
+  ConnectError,
+  ConnectionClosedError,
+  type RefuseReason,
+} from "./errors.ts";
+import { type ActivityWriter, internals } from "./_internal.ts";
 import { assertBytes, copy } from "./_bytes.ts";
+import { ActivityLog } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
 import type { CloseInfo, CloseOptions, Connection, ConnectionOptions } from "./connection.ts";
 import { type Packet, PacketQueue, type ReceiveOptions } from "./queue.ts";
+
+// A connection's default writeHighWaterMark: also what may wait for a connection.
+const DEFAULT_WRITE_HIGH_WATER_MARK = 1024 * 1024;
 
 /** Options of {@linkcode ClientNetwork}. */
 export interface ClientOptions extends ConnectionOptions {
@@ -64,16 +84,91 @@ export interface ClientOptions extends ConnectionOptions {
    * @default {10000}
    */
   handshakeTimeout?: number;
-  /** Aborts connecting; the connect rejects with `signal.reason`. */
+  /**
+   * Aborts the first connect; it rejects with `signal.reason`. Reconnect
+   * attempts ignore it: `close()` stops them.
+   */
   signal?: AbortSignal;
+  /**
+   * Reconnecting after the connection is lost: `false` turns it off. Each
+   * attempt is a new handshake with the same checks (`psk`,
+   * `serverPublicKey`). See {@linkcode ReconnectOptions}.
+   *
+   * @default {true}
+   */
+  reconnect?: ReconnectOptions | boolean;
 }
 
 /**
- * An aesm client: one encrypted connection to a server.
+ * How a {@linkcode ClientNetwork} reconnects: exponential backoff with full
+ * jitter. Attempt `n` (from 1) waits a random time from 0 to
+ * `min(maxDelay, initialDelay * 2^(n - 1))` ms; the count starts again once
+ * a connection is made.
+ */
+export interface ReconnectOptions {
+  /**
+   * Milliseconds: the most the first attempt waits (1 to 2^31 − 1).
+   *
+   * @default {1000}
+   */
+  initialDelay?: number;
+  /**
+   * Milliseconds: the most any attempt waits (at least `initialDelay`, at
+   * most 2^31 − 1).
+   *
+   * @default {30000}
+   */
+  maxDelay?: number;
+  /**
+   * Attempts after a connection is lost before the client gives up, or
+   * `Infinity`.
+   *
+   * @default {Infinity}
+   */
+  maxAttempts?: number;
+}
+
+interface ClientConfig {
+  readonly hostname: string;
+  readonly port: number;
+  readonly applicationName: string;
+  readonly psk: Uint8Array<ArrayBuffer> | undefined;
+  readonly maxMessageSize: number;
+  readonly handshakeTimeout: number;
+  readonly serverPublicKey: Uint8Array<ArrayBuffer> | undefined;
+}
+
+/**
+ * An aesm client: an encrypted connection to a server, made again when it
+ * is lost.
  *
  * Without `serverPublicKey` or a `psk`, the client does not know whom it
  * talks to: the channel is encrypted and forward-secret, but a man in the
  * middle could run it. Pin the server's key, or share a psk, to rule that out.
+ *
+ * **Reconnecting.** A connection that ends uncleanly (cut, reset, timed out),
+ * or that the server ends because it stops (reason `shutdown`, most often a
+ * restart), is made again after a backoff (see {@linkcode ReconnectOptions});
+ * a clean close the server meant for this client (`normal`) and `close()` are
+ * final. The client, its `retrieved` queue, its iteration and its `activity`
+ * live on across connections; `connection` is the latest one. Each attempt
+ * makes a new handshake. A refusal that cannot heal ends the client
+ * (`gave-up`): at once when this side's own check fails (a server key that is
+ * not the pinned one, `key-rejected`, proven by the handshake); a server's
+ * Refuse frame saying `psk-mismatch`, `application-mismatch`,
+ * `protocol-mismatch`, `version` or `unauthorized` is not authenticated (anyone
+ * on the path can forge one), so it makes the next attempt wait `maxDelay`,
+ * and the client gives up only when three attempts in a row are refused so.
+ * `activity` records each step, with the refusal's error.
+ *
+ * **Sending during an outage.** While no connection is open, `send()` and
+ * `flush()` wait for the next connection and then go through it, in order.
+ * Messages that wait hold at most `writeHighWaterMark` bytes (one message of
+ * any size when none waits); a send past that rejects at once with a
+ * `ConnectionClosedError`. If the client gives up or is closed, what waits
+ * rejects with a `ConnectionClosedError`. Messages the lost connection had
+ * accepted but not delivered are not sent again: a send that resolved before
+ * the loss may not have arrived, and one that was still waiting then rejects.
  *
  * @example Connecting with a pre-shared key
  * ```ts
@@ -91,20 +186,66 @@ export interface ClientOptions extends ConnectionOptions {
  *   (error) => error instanceof AuthenticationError && error.reason === "psk-mismatch",
  * );
  * ```
+ *
+ * @example Reconnecting through a server restart
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientNetwork, ServerNetwork } from "@aesm/aesm";
+ *
+ * const hostname = "127.0.0.1";
+ * const dir = await Deno.makeTempDir();
+ * const keyFile = `${dir}/server.key`; // The server keeps its key across restarts.
+ * const first = await ServerNetwork.listen({ hostname, port: 0, keyFile });
+ * const { port, publicKey } = first;
+ * await using client = await ClientNetwork.connect({
+ *   hostname,
+ *   port,
+ *   serverPublicKey: publicKey,
+ *   reconnect: { initialDelay: 50, maxDelay: 500 },
+ * });
+ * await first.stop(); // The client sees "shutdown" and tries again.
+ * const sending = client.send("sent during the outage"); // Waits for the next connection.
+ * await using second = await ServerNetwork.listen({ hostname, port, keyFile });
+ * await sending;
+ * assert.equal((await second.receive())?.text(), "sent during the outage");
+ * const events = [];
+ * for (let record = client.activity.take(); record; record = client.activity.take()) {
+ *   events.push(record.event);
+ * }
+ * assert.deepEqual(events.slice(0, 3), ["connected", "disconnected", "reconnecting"]);
+ * assert.equal(events.at(-1), "connected");
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   /**
-   * The packets received, oldest first (the original's `retrieved`). The
-   * same queue as `client.connection.data` (a server's connection calls its
-   * queue `data`, as the original did).
+   * The packets received, oldest first (the original's `retrieved`), on every
+   * connection the client made. The same queue as `client.connection.data`
+   * (a server's connection calls its queue `data`, as the original did).
    */
   readonly retrieved: PacketQueue;
-  /** Resolves once connected; rejects with why connecting failed. */
+  /**
+   * The client's activity: `connected`, `disconnected` (with `reason` and
+   * `clean`), `reconnecting` (with `attempt` and `delay`) and `gave-up`
+   * records, as a server's `activity` holds its own. It ends when the client
+   * does.
+   */
+  readonly activity: ActivityLog;
+  /** Resolves once first connected; rejects with why the first connect failed. */
   readonly ready: Promise<void>;
+  #config: ClientConfig;
+  #options: ConnectionOptions;
+  #policy: ReconnectPolicy | false;
   #connection: Connection | undefined;
   #keyPair: KeyPair | undefined;
   #cancel = new AbortController();
-  #closed: Promise<CloseInfo>;
+  #closing = false;
+  #log: ActivityWriter;
+  #outbox: Outbox;
+  #ended = Promise.withResolvers<CloseInfo>();
+  #final: CloseInfo | undefined;
+  #failure: unknown;
+  #lastLoss: CloseInfo | undefined;
 
   /**
    * Connects to `hostname:port` (the original's `ClientNetwork(host, port)`).
@@ -122,7 +263,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     options?: Omit<ClientOptions, "hostname" | "port">,
   ) {
     options ??= {};
-    const config = {
+    this.#config = {
       hostname: checkHostname(hostname),
       port: checkPort(port),
       ...commonConfig(options),
@@ -130,15 +271,23 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
         (assertBytes(options.serverPublicKey, "serverPublicKey", 32),
           copy(options.serverPublicKey)),
     };
+    this.#policy = checkReconnect(options.reconnect);
+    this.#options = { ...options, maxMessageSize: this.#config.maxMessageSize };
     this.retrieved = new PacketQueue(options);
-    this.ready = this.#connect(config, options);
-    this.#closed = this.ready.then(
-      () => this.#connection!.closed,
-      (error) => {
-        internals.sinkOf!(this.retrieved).close();
-        return { reason: "aborted", clean: false, by: "local", message: "never connected", error };
-      },
-    );
+    this.activity = new ActivityLog();
+    this.#log = internals.writerOf!(this.activity);
+    this.#outbox = new Outbox(options.writeHighWaterMark ?? DEFAULT_WRITE_HIGH_WATER_MARK);
+    this.ready = this.#start(options);
+    this.ready.catch((error) => {
+      this.#failure = error;
+      this.#finish({
+        reason: "aborted",
+        clean: false,
+        by: "local",
+        message: "never connected",
+        error,
+      });
+    });
   }
 
   /**
@@ -162,7 +311,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   /**
-   * The connection, once connected.
+   * The connection, once connected: the latest one (closed during an outage).
    *
    * @throws {TypeError} Before `ready` resolves.
    */
@@ -222,24 +371,40 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   /**
-   * Resolves once the connection has ended, with why (reason `"aborted"` if it never connected).
-   * Never rejects.
+   * Resolves once the client has ended for good, with how its last
+   * connection ended: closed by `close()`, by the server (`normal`), lost with
+   * reconnecting off, or given up (then `message` says so and `error` holds
+   * the last attempt's error). Reason `"aborted"` if it never connected or
+   * was closed while reconnecting. Never rejects.
    */
   get closed(): Promise<CloseInfo> {
-    return this.#closed;
+    return this.#ended.promise;
   }
 
   /**
-   * Sends a message, waiting to be connected first.
+   * Sends a message, waiting to be connected first (also while reconnecting).
    *
-   * @param data A string or bytes.
+   * @param data A string or bytes. Bytes are copied before this returns.
    * @throws {TypeError} If `data` is neither a string nor a `Uint8Array`.
    * @throws {MessageTooLargeError} If it exceeds the server's limit.
-   * @throws {ConnectionClosedError} If the connection is closed.
-   * @throws {unknown} Why connecting failed, if it did (as `ready` rejects).
+   * @throws {ConnectionClosedError} If the client has ended, ends while the send waits, or
+   * already holds `writeHighWaterMark` bytes waiting for the next connection.
+   * @throws {unknown} Why connecting failed, if the first connect did (as `ready` rejects).
    */
   send(data: string | Uint8Array): Promise<void> {
-    return this.#connection?.send(data) ?? this.ready.then(() => this.#connection!.send(data));
+    const connection = this.#connection;
+    if (connection !== undefined && (!connection.isClosed || this.#closing || this.#final)) {
+      return connection.send(data);
+    }
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    if (typeof data !== "string" && !(data instanceof Uint8Array)) {
+      return Promise.reject(
+        new TypeError("Cannot send message: expected a string or a Uint8Array"),
+      );
+    }
+    const message = typeof data === "string" ? data : data.slice();
+    if (!this.#outbox.fits(message.length)) return Promise.reject(this.#outboxFull());
+    return this.#outbox.add(message.length, (next) => next.send(message));
   }
 
   /**
@@ -247,86 +412,85 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    *
    * @param data A string or bytes.
    * @throws {MessageTooLargeError} If it exceeds the server's limit.
-   * @throws {ConnectionClosedError} If the connection is closed.
+   * @throws {ConnectionClosedError} If the client has ended.
    */
   sendData(data: string | Uint8Array): Promise<void> {
     return this.send(data);
   }
 
   /**
-   * Waits until every message sent so far is written to the socket.
+   * Waits until every message sent so far is written to the socket; while
+   * reconnecting, until the next connection has written those that waited.
    *
    * @throws {ConnectionClosedError} If the connection ended before they were written.
-   * @throws {unknown} Why connecting failed, if it did (as `ready` rejects).
+   * @throws {unknown} Why connecting failed, if the first connect did (as `ready` rejects).
    */
-  async flush(): Promise<void> {
-    await this.ready;
-    await this.connection.flush();
+  flush(): Promise<void> {
+    const connection = this.#connection;
+    if (connection !== undefined && (!connection.isClosed || this.#closing || this.#final)) {
+      return connection.flush();
+    }
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    return this.#outbox.add(0, (next) => next.flush());
   }
 
   /**
    * Takes the next packet, waiting for one.
    *
    * @param options A signal to stop waiting.
-   * @returns The packet, or `undefined` once the connection has ended and every packet was taken.
+   * @returns The packet, or `undefined` once the client has ended and every packet was taken.
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   receive(options?: ReceiveOptions): Promise<Packet | undefined> {
     return this.retrieved.receive(options);
   }
 
-  /** Takes packets as they arrive until the connection ends. */
+  /** Takes packets as they arrive, across reconnects, until the client ends. */
   [Symbol.asyncIterator](): AsyncIterator<Packet> {
     return this.retrieved[Symbol.asyncIterator]();
   }
 
   /**
-   * Closes the connection cleanly, flushing what was sent. Idempotent.
+   * Closes the connection cleanly, flushing what was sent, and stops
+   * reconnecting: a wait between attempts or an attempt under way ends at
+   * once. Idempotent.
    *
    * @param options The reason and message for the server.
-   * @returns How the connection ended.
+   * @returns How the client ended (see {@linkcode ClientNetwork.closed}).
    */
-  async close(options?: CloseOptions): Promise<CloseInfo> {
-    if (this.#connection === undefined) {
+  close(options?: CloseOptions): Promise<CloseInfo> {
+    if (!this.#closing) {
+      this.#closing = true;
       this.#cancel.abort(
         new ConnectionClosedError("Cannot connect: the client was closed", { reason: "aborted" }),
       );
+      if (this.#connection?.isClosed === false) this.#connection.close(options);
     }
-    await this.ready.catch(() => {});
-    return this.#connection ? await this.#connection.close(options) : await this.#closed;
+    return this.#ended.promise;
   }
 
-  /** Closes the connection (the original's `stop()`); see {@linkcode ClientNetwork.close}. */
+  /** Closes the client (the original's `stop()`); see {@linkcode ClientNetwork.close}. */
   async stop(): Promise<void> {
     await this.close();
   }
 
-  /** Closes the connection; see {@linkcode ClientNetwork.close}. */
+  /** Closes the client; see {@linkcode ClientNetwork.close}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
 
-  async #connect(
-    config: {
-      hostname: string;
-      port: number;
-      applicationName: string;
-      psk: Uint8Array<ArrayBuffer> | undefined;
-      maxMessageSize: number;
-      handshakeTimeout: number;
-      serverPublicKey: Uint8Array<ArrayBuffer> | undefined;
-    },
-    options: ConnectionOptions & {
-      keyPair?: KeyPair;
-      keyFile?: string | URL;
-      signal?: AbortSignal;
-    },
-  ): Promise<void> {
+  async #start(options: ClientOptions | Omit<ClientOptions, "hostname" | "port">): Promise<void> {
     await Promise.resolve();
     this.#keyPair = await loadKeyPair(options.keyPair, options.keyFile);
     const signal = options.signal
       ? AbortSignal.any([options.signal, this.#cancel.signal])
       : this.#cancel.signal;
+    this.#adopt(await this.#open(signal));
+  }
+
+  // One attempt: TCP connect, handshake, connection. The signal aborts it.
+  async #open(signal: AbortSignal): Promise<Connection> {
+    const config = this.#config;
     let conn: Deno.TcpConn | undefined;
     try {
       const established = await withDeadline(config.handshakeTimeout, signal, async (deadline) => {
@@ -341,21 +505,154 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
         conn.setNoDelay(true);
         return await establishClient(conn, { ...config, keyPair: this.#keyPair! });
       });
-      this.#connection = internals.openConnection!({
+      return internals.openConnection!({
         conn: conn!,
         established,
-        options: { ...options, maxMessageSize: config.maxMessageSize },
+        options: this.#options,
         queue: this.retrieved,
+        sharedQueue: true,
       });
     } catch (error) {
       if (conn !== undefined) closeQuietly(conn);
       throw error;
     }
   }
+
+  #adopt(connection: Connection, attempt?: number): void {
+    this.#connection = connection;
+    this.#log.add({
+      address: connection.address,
+      accepted: true,
+      time: Date.now(),
+      event: "connected",
+      message: attempt === undefined ? "connected" : `connected again on attempt ${attempt}`,
+      publicKey: connection.remotePublicKey,
+      ...(attempt === undefined ? {} : { attempt }),
+    });
+    connection.closed.then((info) => this.#onLost(connection, info));
+    if (this.#closing) connection.close(); // close() came as the handshake completed.
+    else this.#outbox.deliver(connection);
+  }
+
+  #onLost(connection: Connection, info: CloseInfo): void {
+    this.#lastLoss = info;
+    this.#log.add({
+      address: connection.address,
+      accepted: true,
+      time: Date.now(),
+      event: "disconnected",
+      reason: info.reason,
+      clean: info.clean,
+      message: info.message,
+      publicKey: connection.remotePublicKey,
+    });
+    if (this.#closing || this.#policy === false || !worthReconnecting(info)) {
+      this.#finish(info);
+    } else {
+      this.#reconnect(this.#policy, info);
+    }
+  }
+
+  async #reconnect(policy: ReconnectPolicy, lost: CloseInfo): Promise<void> {
+    let last: { reason: RefuseReason | CloseReason | undefined; error: unknown; message: string } =
+      { reason: lost.reason, error: lost.error, message: `the connection ended: ${lost.message}` };
+    let refusals = 0;
+    let attempt = 0;
+    while (attempt < policy.maxAttempts) {
+      attempt++;
+      const delay = refusals > 0 ? policy.maxDelay : backoff(policy, attempt);
+      this.#logAttempt("reconnecting", attempt, last, delay);
+      if (!await sleep(delay, this.#cancel.signal)) return this.#finishClosed(lost);
+      try {
+        return this.#adopt(await this.#open(this.#cancel.signal), attempt);
+      } catch (error) {
+        if (this.#closing) return this.#finishClosed(lost);
+        last = { reason: failureReason(error), error, message: errorMessage(error) };
+        const weight = weigh(error);
+        refusals = weight === "lasting" ? refusals + 1 : 0;
+        if (weight === "final" || refusals >= REFUSALS_BEFORE_GIVING_UP) break;
+      }
+    }
+    this.#logAttempt("gave-up", attempt, last);
+    const message = `gave up reconnecting after ${attempt} attempt${
+      attempt === 1 ? "" : "s"
+    }: ${last.message}`;
+    this.#finish({ ...lost, message, error: last.error });
+  }
+
+  #logAttempt(
+    event: "reconnecting" | "gave-up",
+    attempt: number,
+    last: { reason: RefuseReason | CloseReason | undefined; error: unknown; message: string },
+    delay?: number,
+  ): void {
+    const of = this.#policy && Number.isFinite(this.#policy.maxAttempts)
+      ? ` of ${this.#policy.maxAttempts}`
+      : "";
+    const message = event === "reconnecting"
+      ? `reconnecting in ${delay} ms (attempt ${attempt}${of}): ${last.message}`
+      : `gave up after attempt ${attempt}${of}: ${last.message}`;
+    this.#log.add({
+      address: formatTarget(this.#config.hostname, this.#config.port),
+      accepted: false,
+      time: Date.now(),
+      event,
+      ...(last.reason === undefined ? {} : { reason: last.reason }),
+      message,
+      attempt,
+      ...(delay === undefined ? {} : { delay }),
+      ...(last.error === undefined ? {} : { error: last.error }),
+    });
+  }
+
+  #finishClosed(lost: CloseInfo): void {
+    this.#finish({
+      reason: "aborted",
+      clean: false,
+      by: "local",
+      message: `closed while reconnecting (the connection had ended: ${lost.reason})`,
+      ...(lost.error === undefined ? {} : { error: lost.error }),
+    });
+  }
+
+  // The final end: what waits for a connection is refused, and the queue and log end.
+  #finish(info: CloseInfo): void {
+    if (this.#final !== undefined) return;
+    this.#final = info;
+    this.#outbox.fail(
+      this.#failure ??
+        new ConnectionClosedError(`Cannot send message: the client has ended (${info.reason})`, {
+          reason: info.reason,
+          cause: info.error,
+        }),
+    );
+    internals.sinkOf!(this.retrieved).close();
+    this.#log.close();
+    this.#ended.resolve(info);
+  }
+
+  #outboxFull(): ConnectionClosedError {
+    // Before the first connection there is no close reason yet: "aborted", as for a client
+    // that never connected.
+    const reason = this.#lastLoss?.reason ?? "aborted";
+    return new ConnectionClosedError(
+      `Cannot send message: not connected, and ${this.#outbox.bytes} bytes already wait for ` +
+        "the next connection (writeHighWaterMark); await each send, or wait for the connection",
+      { reason },
+    );
+  }
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function formatTarget(hostname: string, port: number): string {
+  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
 }
 
 function connectError(error: unknown, hostname: string, port: number): ConnectError {
-  const address = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+  const address = formatTarget(hostname, port);
   const code = (error as { code?: string }).code ?? (error as Error).name ?? "ERROR";
   const hint = code === "ECONNREFUSED"
     ? "connection refused (is a server listening there?)"

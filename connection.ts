@@ -261,6 +261,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   #conn: Deno.Conn;
   #established: Established;
   #sink: PacketSink;
+  #sharedQueue: boolean;
   #onClose: ((connection: Connection, info: CloseInfo) => void) | undefined;
   #batcher = new RecordBatcher();
   #writeHighWaterMark: number;
@@ -327,6 +328,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     this.#budget = init.budget;
     this.data = queue;
     this.#sink = internals.sinkOf!(queue);
+    this.#sharedQueue = init.sharedQueue ?? false;
     this.address = formatAddress(conn.remoteAddr);
     this.localAddress = formatAddress(conn.localAddr);
     this.remotePublicKey = established.remotePublicKey;
@@ -803,7 +805,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     this.#budget?.add(-this.#assembling);
     this.#budget?.settle(this);
     this.#assembling = 0;
-    this.#sink.close();
+    if (!this.#sharedQueue) this.#sink.close(); // A shared queue's owner ends it.
     this.#readEnded.resolve();
     const error = this.#closedError("send message");
     const unsent = this.#unwritten > 0;

@@ -363,9 +363,13 @@ Deno.test("ClientNetwork.close() with reason and message tells the server why", 
   assert.equal(info.clean, true);
 });
 
-Deno.test("ClientNetwork sees the server's stop() as a clean close with reason shutdown", async () => {
+Deno.test("ClientNetwork with reconnect off sees the server's stop() as a clean close with reason shutdown", async () => {
   const server = await ServerNetwork.listen({ hostname: HOST, port: 0 });
-  await using client = await ClientNetwork.connect({ hostname: HOST, port: server.port });
+  await using client = await ClientNetwork.connect({
+    hostname: HOST,
+    port: server.port,
+    reconnect: false,
+  });
   await server.accept(bounded());
   const closed = client.closed;
   await within(server.stop(), "the server to stop");
@@ -531,7 +535,7 @@ Deno.test("ClientNetwork and ServerNetwork reject bad connection limits with a R
   }
 });
 
-Deno.test("ClientNetwork reports a server killed without a close as truncated or reset, not clean", async () => {
+Deno.test("ClientNetwork with reconnect off reports a server killed without a close as truncated or reset, not clean", async () => {
   await using child = new Subprocess(`
     import { ServerNetwork } from ${JSON.stringify(new URL("../server.ts", import.meta.url).href)};
     const server = await ServerNetwork.listen({ hostname: "${HOST}", port: 0 });
@@ -543,7 +547,7 @@ Deno.test("ClientNetwork reports a server killed without a close as truncated or
     await connection.closed;
   `);
   const port = Number(await child.line("the child's port"));
-  await using client = await ClientNetwork.connect({ hostname: HOST, port });
+  await using client = await ClientNetwork.connect({ hostname: HOST, port, reconnect: false });
   assert.equal((await client.receive(bounded()))?.data, "hello");
   assert.equal(await child.line("the child's send"), "sent");
   await child.kill();
