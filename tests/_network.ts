@@ -266,6 +266,21 @@ export class Subprocess implements AsyncDisposable {
     return line;
   }
 
+  /** Sends the child SIGTERM (a graceful stop) and waits, bounded, for it to exit. */
+  async terminate(): Promise<Deno.CommandStatus> {
+    this.#child.kill("SIGTERM");
+    let status: Deno.CommandStatus;
+    try {
+      status = await within(this.#child.status, "the child to exit on SIGTERM", 30_000);
+    } catch (error) {
+      await this.kill();
+      throw error;
+    }
+    this.#killed = true;
+    await this.#reader.cancel();
+    return status;
+  }
+
   /** Kills the child at once, as a crash would, and waits for it to be gone. */
   async kill(): Promise<void> {
     if (this.#killed) return;

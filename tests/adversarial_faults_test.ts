@@ -95,7 +95,11 @@ Deno.test("A server process killed with SIGKILL: every send resolved or rejected
   await using peer = new PeerProcess(["serve"]);
   const port = Number(await within(peer.line(), 20_000, "the server process to listen"));
   const clients = await Promise.all(
-    Array.from({ length: 3 }, () => ClientNetwork.connect({ hostname: "127.0.0.1", port })),
+    // With reconnecting off, each client's closed tells how the server's death looked.
+    Array.from(
+      { length: 3 },
+      () => ClientNetwork.connect({ hostname: "127.0.0.1", port, reconnect: false }),
+    ),
   );
   const results = clients.map(() => ({ resolved: 0, errors: [] as unknown[] }));
   const senders = clients.map((client, c) =>
@@ -191,7 +195,11 @@ Deno.test("A client cut mid-frame by its server reports truncated", async () => 
       const c2s = pipe(down, up, Infinity).catch(() => {});
       await Promise.all([s2c, c2s]);
     })();
-    const client = await ClientNetwork.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    const client = await ClientNetwork.connect({
+      hostname: "127.0.0.1",
+      port: listener.addr.port,
+      reconnect: false,
+    });
     const serverSide = await watch.connection(
       await watch.until(
         () => [...watch.connections.keys()][0],
@@ -233,6 +241,7 @@ async function stopUnderLoad(readDuringStop: boolean): Promise<void> {
           hostname: "127.0.0.1",
           port: server.port,
           closeTimeout: CLOSE_TIMEOUT,
+          reconnect: false,
         }),
     ),
   );

@@ -137,6 +137,7 @@ async function runSession(fixture: Fixture, tamper: Tamper): Promise<Outcome> {
   const { server, watch } = fixture;
   await using proxy = RecordingProxy.start({ targetPort: server.port, tamper: () => tamper });
   const client = new ClientNetwork("127.0.0.1", proxy.port, {
+    reconnect: false, // One session: what the tampering did to it.
     keyPair: fixture.keyPair,
     handshakeTimeout: 2 * HANDSHAKE_TIMEOUT,
     closeTimeout: CLOSE_TIMEOUT,

@@ -18,9 +18,11 @@ import {
 /** A server, a client, and the server's side of their connection. */
 async function pair(serverOptions = {}, clientOptions = {}) {
   const server = await ServerNetwork.listen({ hostname: HOST, port: 0, ...serverOptions });
+  // One connection's life: the client does not reconnect when it ends.
   const client = await ClientNetwork.connect({
     hostname: HOST,
     port: server.port,
+    reconnect: false,
     ...clientOptions,
   });
   const connection = await server.accept(bounded());

@@ -523,7 +523,11 @@ Deno.test("ServerNetwork reports a client killed without a close as truncated or
 
 Deno.test("ServerNetwork.stop() closes clients with reason shutdown, resolves, and may be called twice", async () => {
   const server = await ServerNetwork.listen({ hostname: HOST, port: 0 });
-  await using client = await ClientNetwork.connect({ hostname: HOST, port: server.port });
+  await using client = await ClientNetwork.connect({
+    hostname: HOST,
+    port: server.port,
+    reconnect: false, // Its closed then tells how the server ended it.
+  });
   const connection = await server.accept(bounded());
   await client.send("before stop");
   assert.equal((await server.receive(bounded()))?.data, "before stop");
