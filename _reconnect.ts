@@ -46,19 +46,15 @@ export function checkReconnect(value: unknown): ReconnectPolicy | false {
   if (value === false) return false;
   if (value === undefined || value === true) value = {};
   if (typeof value !== "object" || value === null) {
-    throw new TypeError(
-      `Cannot use option reconnect: expected false or { initialDelay, maxDelay, maxAttempts }, got ${
-        describe(value)
-      }`,
-    );
+    const expected = "expected false or { initialDelay, maxDelay, maxAttempts }";
+    throw new TypeError(`Cannot use option reconnect: ${expected}, got ${describe(value)}`);
   }
   const { initialDelay, maxDelay, maxAttempts } = value as Record<string, unknown>;
   const initial = delay(initialDelay, "reconnect.initialDelay", DEFAULT_INITIAL_DELAY);
   const max = delay(maxDelay, "reconnect.maxDelay", Math.max(DEFAULT_MAX_DELAY, initial));
   if (max < initial) {
-    throw new RangeError(
-      `Cannot use option reconnect.maxDelay: expected at least initialDelay (${initial}), got ${max}`,
-    );
+    const expected = `expected at least initialDelay (${initial})`;
+    throw new RangeError(`Cannot use option reconnect.maxDelay: ${expected}, got ${max}`);
   }
   return { initialDelay: initial, maxDelay: max, maxAttempts: attempts(maxAttempts) };
 }

@@ -205,7 +205,8 @@ export class ActivityLog implements AsyncIterable<ActivityRecord> {
    * Waits until a record is unread, without taking it.
    *
    * @param options A signal to stop waiting.
-   * @returns Whether a record is unread: `false` once its server or client has ended with none left.
+   * @returns Whether a record is unread: `false` once its server or client has ended with none
+   * left.
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   wait(options?: ReceiveOptions): Promise<boolean> {
