@@ -16,9 +16,9 @@ interface Waiting {
 }
 
 /**
- * A FIFO of calls waiting for a connection, holding at most `limit` bytes of
- * messages (one message of any size when it is empty, as a connection's write
- * buffer takes one message past its high-water mark).
+ * A FIFO of calls waiting for a connection, bounded as a connection's write
+ * buffer is by `maxBufferedAmount`: a message is refused once `limit` bytes
+ * wait (so the one message that crosses the limit is still taken).
  */
 export class Outbox {
   #waiting: Waiting[] = [];
@@ -34,9 +34,14 @@ export class Outbox {
     return this.#bytes;
   }
 
-  /** Whether a message of `size` bytes may wait too. */
-  fits(size: number): boolean {
-    return this.#waiting.length === 0 || this.#bytes + size <= this.#limit;
+  /** The most bytes that wait before a message is refused. */
+  get limit(): number {
+    return this.#limit;
+  }
+
+  /** Whether another message may wait. */
+  get full(): boolean {
+    return this.#bytes >= this.#limit;
   }
 
   /** Parks `run` until {@linkcode Outbox.deliver}; settles as its promise does then. */
@@ -62,4 +67,23 @@ export class Outbox {
     this.#bytes = 0;
     for (const { reject } of waiting) reject(error);
   }
+}
+
+/** The length of `text` in UTF-8, without encoding it (a lone surrogate counts as U+FFFD). */
+export function utf8Length(text: string): number {
+  let length = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) length += 1;
+    else if (unit < 0x800) length += 2;
+    else if (unit >= 0xd800 && unit < 0xdc00 && isLowSurrogate(text.charCodeAt(i + 1))) {
+      length += 4;
+      i++;
+    } else length += 3;
+  }
+  return length;
+}
+
+function isLowSurrogate(unit: number): boolean {
+  return unit >= 0xdc00 && unit < 0xe000;
 }

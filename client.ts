@@ -22,7 +22,7 @@
 
 import { checkHostname, checkPort, commonConfig, loadKeyPair } from "./_config.ts";
 import { establishClient, withDeadline } from "./_establish.ts";
-import { Outbox } from "./_outbox.ts";
+import { Outbox, utf8Length } from "./_outbox.ts";
 import {
   backoff,
   checkReconnect,
@@ -35,6 +35,7 @@ import {
 } from "./_reconnect.ts";
 import { closeQuietly } from "./_socket.ts";
 import {
+  BufferFullError,
   type CloseReason,
   ConnectError,
   ConnectionClosedError,
@@ -44,11 +45,14 @@ import { type ActivityWriter, internals } from "./_internal.ts";
 import { assertBytes, copy } from "./_bytes.ts";
 import { ActivityLog } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
-import type { CloseInfo, CloseOptions, Connection, ConnectionOptions } from "./connection.ts";
+import {
+  type CloseInfo,
+  type CloseOptions,
+  type Connection,
+  type ConnectionOptions,
+  DEFAULT_MAX_BUFFERED_AMOUNT,
+} from "./connection.ts";
 import { type Packet, PacketQueue, type ReceiveOptions } from "./queue.ts";
-
-// A connection's default writeHighWaterMark: also what may wait for a connection.
-const DEFAULT_WRITE_HIGH_WATER_MARK = 1024 * 1024;
 
 /** Options of {@linkcode ClientNetwork}. */
 export interface ClientOptions extends ConnectionOptions {
@@ -163,10 +167,10 @@ interface ClientConfig {
  *
  * **Sending during an outage.** While no connection is open, `send()` and
  * `flush()` wait for the next connection and then go through it, in order.
- * Messages that wait hold at most `writeHighWaterMark` bytes (one message of
- * any size when none waits); a send past that rejects at once with a
- * `ConnectionClosedError`. If the client gives up or is closed, what waits
- * rejects with a `ConnectionClosedError`. Messages the lost connection had
+ * Messages that wait count toward `maxBufferedAmount`, as a connection's
+ * unwritten bytes do: once that many bytes wait, a send rejects at once with
+ * a `BufferFullError` (awaited sends never come near it). If the client gives
+ * up or is closed, what waits rejects with a `ConnectionClosedError`. Messages the lost connection had
  * accepted but not delivered are not sent again: a send that resolved before
  * the loss may not have arrived, and one that was still waiting then rejects.
  *
@@ -245,7 +249,6 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   #ended = Promise.withResolvers<CloseInfo>();
   #final: CloseInfo | undefined;
   #failure: unknown;
-  #lastLoss: CloseInfo | undefined;
 
   /**
    * Connects to `hostname:port` (the original's `ClientNetwork(host, port)`).
@@ -276,7 +279,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     this.retrieved = new PacketQueue(options);
     this.activity = new ActivityLog();
     this.#log = internals.writerOf!(this.activity);
-    this.#outbox = new Outbox(options.writeHighWaterMark ?? DEFAULT_WRITE_HIGH_WATER_MARK);
+    this.#outbox = new Outbox(options.maxBufferedAmount ?? DEFAULT_MAX_BUFFERED_AMOUNT);
     this.ready = this.#start(options);
     this.ready.catch((error) => {
       this.#failure = error;
@@ -387,8 +390,9 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * @param data A string or bytes. Bytes are copied before this returns.
    * @throws {TypeError} If `data` is neither a string nor a `Uint8Array`.
    * @throws {MessageTooLargeError} If it exceeds the server's limit.
-   * @throws {ConnectionClosedError} If the client has ended, ends while the send waits, or
-   * already holds `writeHighWaterMark` bytes waiting for the next connection.
+   * @throws {ConnectionClosedError} If the client has ended, or ends while the send waits.
+   * @throws {BufferFullError} If `maxBufferedAmount` bytes already wait to be written, or to be
+   * sent on the next connection.
    * @throws {unknown} Why connecting failed, if the first connect did (as `ready` rejects).
    */
   send(data: string | Uint8Array): Promise<void> {
@@ -402,9 +406,12 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
         new TypeError("Cannot send message: expected a string or a Uint8Array"),
       );
     }
+    if (this.#outbox.full) {
+      return Promise.reject(new BufferFullError(this.#outbox.bytes, this.#outbox.limit));
+    }
     const message = typeof data === "string" ? data : data.slice();
-    if (!this.#outbox.fits(message.length)) return Promise.reject(this.#outboxFull());
-    return this.#outbox.add(message.length, (next) => next.send(message));
+    const size = typeof message === "string" ? utf8Length(message) : message.length;
+    return this.#outbox.add(size, (next) => next.send(message));
   }
 
   /**
@@ -535,7 +542,6 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   #onLost(connection: Connection, info: CloseInfo): void {
-    this.#lastLoss = info;
     this.#log.add({
       address: connection.address,
       accepted: true,
@@ -629,17 +635,6 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     internals.sinkOf!(this.retrieved).close();
     this.#log.close();
     this.#ended.resolve(info);
-  }
-
-  #outboxFull(): ConnectionClosedError {
-    // Before the first connection there is no close reason yet: "aborted", as for a client
-    // that never connected.
-    const reason = this.#lastLoss?.reason ?? "aborted";
-    return new ConnectionClosedError(
-      `Cannot send message: not connected, and ${this.#outbox.bytes} bytes already wait for ` +
-        "the next connection (writeHighWaterMark); await each send, or wait for the connection",
-      { reason },
-    );
   }
 }
 

@@ -9,6 +9,7 @@ import { encodeRefuse } from "../_establish.ts";
 import { MAX_DELAY } from "../_reconnect.ts";
 import {
   AuthenticationError,
+  BufferFullError,
   ConnectError,
   ConnectionClosedError,
   RefusedError,
@@ -182,12 +183,13 @@ Deno.test("ClientNetwork.send() and flush() during an outage wait for the next c
   }
 });
 
-Deno.test("ClientNetwork.close() during a backoff wait ends at once; what waited, and a send past writeHighWaterMark, reject with ConnectionClosedError", async () => {
+Deno.test("ClientNetwork.close() during a backoff wait ends at once and what waited rejects with ConnectionClosedError; past maxBufferedAmount a send rejects with BufferFullError", async () => {
   const server = await ServerNetwork.listen({ hostname: HOST, port: 0 });
   const client = await ClientNetwork.connect({
     hostname: HOST,
     port: server.port,
     writeHighWaterMark: 1024,
+    maxBufferedAmount: 1024,
     reconnect: { initialDelay: MAX_DELAY, maxDelay: MAX_DELAY }, // Waits up to 24.8 days.
   });
   await within(server.stop(), "the server to stop");
@@ -195,12 +197,11 @@ Deno.test("ClientNetwork.close() during a backoff wait ends at once; what waited
   assert.deepEqual(records.map((r) => r.event), ["connected", "disconnected", "reconnecting"]);
   assert.deepEqual([records[2].reason, records[2].attempt], ["shutdown", 1]);
 
-  const waiting = client.send(new Uint8Array(1000));
-  const full = await rejection(client.send(new Uint8Array(100)), "a send past the bound");
-  assert.ok(full instanceof ConnectionClosedError);
-  assert.equal(full.reason, "shutdown");
-  assert.match(full.message, /^Cannot send message: not connected, and 1000 bytes already wait/);
-  const fits = client.send(new Uint8Array(24)); // 1024 bytes in all: within the bound.
+  const waiting = client.send("é".repeat(500)); // 1000 bytes in UTF-8.
+  const fits = client.send(new Uint8Array(100)); // Taken: only 1000 bytes wait.
+  const full = await rejection(client.send(new Uint8Array(1)), "a send past the bound");
+  assert.ok(full instanceof BufferFullError);
+  assert.deepEqual([full.bufferedAmount, full.limit], [1100, 1024]);
 
   const info = await within(client.close(), "close() during the backoff wait");
   assert.deepEqual([info.reason, info.clean, info.by], ["aborted", false, "local"]);
