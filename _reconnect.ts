@@ -97,6 +97,8 @@ export function backoff(policy: ReconnectPolicy, attempt: number): number {
 
 /** Whether a connection that ended so is worth connecting again. */
 export function worthReconnecting(info: CloseInfo): boolean {
+  // This side's abort() ended it on purpose, as close() does.
+  if (info.by === "local" && info.reason === "aborted") return false;
   // A server that stops says "shutdown" (most often a restart); a server that
   // ends this one connection cleanly ("normal") meant it.
   return !info.clean || (info.by === "remote" && info.reason === "shutdown");

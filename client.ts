@@ -153,10 +153,10 @@ interface ClientConfig {
  * **Reconnecting.** A connection that ends uncleanly (cut, reset, timed out),
  * or that the server ends because it stops (reason `shutdown`, most often a
  * restart), is made again after a backoff (see {@linkcode ReconnectOptions});
- * a clean close the server meant for this client (`normal`) and `close()` are
- * final. The client, its `retrieved` queue, its iteration and its `activity`
- * live on across connections; `connection` is the latest one. Each attempt
- * makes a new handshake. A refusal that cannot heal ends the client
+ * a clean close the server meant for this client (`normal`), `close()` and an
+ * `abort()` of its connection are final. The client, its `retrieved` queue,
+ * its iteration and its `activity` live on across connections; `connection`
+ * is the latest one. Each attempt makes a new handshake. A refusal that cannot heal ends the client
  * (`gave-up`): at once when this side's own check fails (a server key that is
  * not the pinned one, `key-rejected`, proven by the handshake); a server's
  * Refuse frame saying `psk-mismatch`, `application-mismatch`,
@@ -396,10 +396,8 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * @throws {unknown} Why connecting failed, if the first connect did (as `ready` rejects).
    */
   send(data: string | Uint8Array): Promise<void> {
-    const connection = this.#connection;
-    if (connection !== undefined && (!connection.isClosed || this.#closing || this.#final)) {
-      return connection.send(data);
-    }
+    const connection = this.#answering();
+    if (connection !== undefined) return connection.send(data);
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     if (typeof data !== "string" && !(data instanceof Uint8Array)) {
       return Promise.reject(
@@ -433,10 +431,8 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * @throws {unknown} Why connecting failed, if the first connect did (as `ready` rejects).
    */
   flush(): Promise<void> {
-    const connection = this.#connection;
-    if (connection !== undefined && (!connection.isClosed || this.#closing || this.#final)) {
-      return connection.flush();
-    }
+    const connection = this.#answering();
+    if (connection !== undefined) return connection.flush();
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     return this.#outbox.add(0, (next) => next.flush());
   }
@@ -484,6 +480,14 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   /** Closes the client; see {@linkcode ClientNetwork.close}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  // The connection that answers a send or flush now: the open one, or the last one once no other
+  // will come (its errors then tell why). Undefined while one may still come.
+  #answering(): Connection | undefined {
+    const connection = this.#connection;
+    if (connection === undefined) return undefined;
+    return !connection.isClosed || this.#closing || this.#final ? connection : undefined;
   }
 
   async #start(options: ClientOptions | Omit<ClientOptions, "hostname" | "port">): Promise<void> {

@@ -377,7 +377,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
    * connection.abort("not needed any more");
    * const info = await connection.closed;
    * assert.deepEqual([info.reason, info.clean, info.message], ["aborted", false, "not needed any more"]);
-   * assert.equal((await client.closed).clean, false);
+   * assert.equal((await client.connection.closed).clean, false); // The client then reconnects.
    * ```
    */
   abort(reason?: unknown): void {

@@ -80,7 +80,7 @@ Deno.test("backoff() waits a random time up to initialDelay * 2^(attempt - 1), c
   assert.ok(backoff(policy, 10_000) <= 1000, "a huge attempt number stays capped");
 });
 
-Deno.test("worthReconnecting() is true for unclean ends and a server's shutdown, false for a normal close", () => {
+Deno.test("worthReconnecting() is true for unclean ends and a server's shutdown, false for a normal close and this side's abort()", () => {
   const end = { by: "remote" as const, message: "" };
   assert.equal(worthReconnecting({ ...end, reason: "reset", clean: false }), true);
   assert.equal(worthReconnecting({ ...end, reason: "truncated", clean: false }), true);
@@ -88,6 +88,11 @@ Deno.test("worthReconnecting() is true for unclean ends and a server's shutdown,
   assert.equal(worthReconnecting({ ...end, reason: "shutdown", clean: true }), true);
   assert.equal(worthReconnecting({ ...end, reason: "normal", clean: true }), false);
   assert.equal(worthReconnecting({ ...end, reason: "normal", clean: true, by: "local" }), false);
+  assert.equal(worthReconnecting({ ...end, reason: "aborted", clean: false, by: "local" }), false);
+  assert.equal(
+    worthReconnecting({ ...end, reason: "idle-timeout", clean: false, by: "local" }),
+    true,
+  );
 });
 
 Deno.test("weigh() retries what can heal, slows down on a server's Refuse frame, and stops on this side's key check", async () => {
