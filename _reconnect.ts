@@ -9,7 +9,7 @@
 import { describe } from "./_config.ts";
 import { isReceivedRefusal } from "./_establish.ts";
 import type { CloseInfo } from "./connection.ts";
-import { RefusedError, type RefuseReason } from "./errors.ts";
+import { type CloseReason, RefusedError, type RefuseReason } from "./errors.ts";
 
 /** The longest delay a timer takes (2^31 − 1 ms, about 24.8 days). */
 export const MAX_DELAY = 2 ** 31 - 1;
@@ -95,14 +95,20 @@ export function backoff(policy: ReconnectPolicy, attempt: number): number {
   return Math.floor(Math.random() * (ceiling + 1));
 }
 
-/** Whether a connection that ended so is worth connecting again. */
+/**
+ * Whether a connection that ended so is worth connecting again: every end
+ * but this side's own close or abort and a server's `normal` close, which
+ * it meant for this client. A server that stops says `shutdown` (most often
+ * a restart); a server that ends a silent or slow client (`idle-timeout`,
+ * `slow-consumer`) expects it back once the network lets it.
+ */
 export function worthReconnecting(info: CloseInfo): boolean {
-  // This side's abort() ended it on purpose, as close() does.
-  if (info.by === "local" && info.reason === "aborted") return false;
-  // A server that stops says "shutdown" (most often a restart); a server that
-  // ends this one connection cleanly ("normal") meant it.
-  return !info.clean || (info.by === "remote" && info.reason === "shutdown");
+  if (info.by === "local") return !DELIBERATE.has(info.reason);
+  return info.reason !== "normal";
 }
+
+/** What this side's close() and abort() end a connection with. */
+const DELIBERATE: ReadonlySet<CloseReason> = new Set(["normal", "shutdown", "aborted"]);
 
 /**
  * How a failed attempt weighs: `"retry"` (backoff as usual), `"lasting"` (a

@@ -150,29 +150,32 @@ interface ClientConfig {
  * talks to: the channel is encrypted and forward-secret, but a man in the
  * middle could run it. Pin the server's key, or share a psk, to rule that out.
  *
- * **Reconnecting.** A connection that ends uncleanly (cut, reset, timed out),
- * or that the server ends because it stops (reason `shutdown`, most often a
- * restart), is made again after a backoff (see {@linkcode ReconnectOptions});
- * a clean close the server meant for this client (`normal`), `close()` and an
- * `abort()` of its connection are final. The client, its `retrieved` queue,
- * its iteration and its `activity` live on across connections; `connection`
- * is the latest one. Each attempt makes a new handshake. A refusal that cannot heal ends the client
- * (`gave-up`): at once when this side's own check fails (a server key that is
- * not the pinned one, `key-rejected`, proven by the handshake); a server's
- * Refuse frame saying `psk-mismatch`, `application-mismatch`,
- * `protocol-mismatch`, `version` or `unauthorized` is not authenticated (anyone
- * on the path can forge one), so it makes the next attempt wait `maxDelay`,
- * and the client gives up only when three attempts in a row are refused so.
- * `activity` records each step, with the refusal's error.
+ * **Reconnecting.** A lost connection is made again after a backoff (see
+ * {@linkcode ReconnectOptions}): one cut, reset or timed out (`idle-timeout`
+ * included), and one the server closed because it stops (`shutdown`, most
+ * often a restart) or with another reason than `normal`. Final are
+ * `close()`, a `close()` or `abort()` of `client.connection`, and a server's
+ * `normal` close, which it meant for this client. The client, its
+ * `retrieved` queue, its iteration and its `activity` live on across
+ * connections; `connection` is the latest one. Each attempt makes a new
+ * handshake. A refusal that cannot heal ends the client (`gave-up`): at once
+ * when this side's own check fails (a server key that is not the pinned one,
+ * `key-rejected`, proven by the handshake); a server's Refuse frame saying
+ * `psk-mismatch`, `application-mismatch`, `protocol-mismatch`, `version` or
+ * `unauthorized` is not authenticated (anyone on the path can forge one), so
+ * it makes the next attempt wait `maxDelay`, and the client gives up only
+ * when three attempts in a row are refused so. `activity` records each step,
+ * with the refusal's error.
  *
  * **Sending during an outage.** While no connection is open, `send()` and
  * `flush()` wait for the next connection and then go through it, in order.
  * Messages that wait count toward `maxBufferedAmount`, as a connection's
  * unwritten bytes do: once that many bytes wait, a send rejects at once with
- * a `BufferFullError` (awaited sends never come near it). If the client gives
- * up or is closed, what waits rejects with a `ConnectionClosedError`. Messages the lost connection had
- * accepted but not delivered are not sent again: a send that resolved before
- * the loss may not have arrived, and one that was still waiting then rejects.
+ * a `BufferFullError` (awaited sends never come near it). If the client
+ * gives up or is closed, what waits rejects with a `ConnectionClosedError`.
+ * Messages the lost connection had accepted but not delivered are not sent
+ * again: a send that resolved before the loss may not have arrived, and one
+ * that was still waiting then rejects.
  *
  * @example Connecting with a pre-shared key
  * ```ts
@@ -375,8 +378,9 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
 
   /**
    * Resolves once the client has ended for good, with how its last
-   * connection ended: closed by `close()`, by the server (`normal`), lost with
-   * reconnecting off, or given up (then `message` says so and `error` holds
+   * connection ended: closed by `close()` (or a close or abort of
+   * `client.connection`), by the server (`normal`), lost with reconnecting
+   * off, or given up (then `message` says so and `error` holds
    * the last attempt's error). Reason `"aborted"` if it never connected or
    * was closed while reconnecting. Never rejects.
    */

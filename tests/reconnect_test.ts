@@ -80,19 +80,21 @@ Deno.test("backoff() waits a random time up to initialDelay * 2^(attempt - 1), c
   assert.ok(backoff(policy, 10_000) <= 1000, "a huge attempt number stays capped");
 });
 
-Deno.test("worthReconnecting() is true for unclean ends and a server's shutdown, false for a normal close and this side's abort()", () => {
-  const end = { by: "remote" as const, message: "" };
-  assert.equal(worthReconnecting({ ...end, reason: "reset", clean: false }), true);
-  assert.equal(worthReconnecting({ ...end, reason: "truncated", clean: false }), true);
-  assert.equal(worthReconnecting({ ...end, reason: "timeout", clean: false, by: "local" }), true);
-  assert.equal(worthReconnecting({ ...end, reason: "shutdown", clean: true }), true);
-  assert.equal(worthReconnecting({ ...end, reason: "normal", clean: true }), false);
-  assert.equal(worthReconnecting({ ...end, reason: "normal", clean: true, by: "local" }), false);
-  assert.equal(worthReconnecting({ ...end, reason: "aborted", clean: false, by: "local" }), false);
-  assert.equal(
-    worthReconnecting({ ...end, reason: "idle-timeout", clean: false, by: "local" }),
-    true,
-  );
+Deno.test("worthReconnecting() is false for this side's close or abort and a server's normal close, true for every other end", () => {
+  const remote = { by: "remote" as const, message: "" };
+  const local = { by: "local" as const, message: "" };
+  assert.equal(worthReconnecting({ ...remote, reason: "reset", clean: false }), true);
+  assert.equal(worthReconnecting({ ...remote, reason: "truncated", clean: false }), true);
+  assert.equal(worthReconnecting({ ...local, reason: "timeout", clean: false }), true);
+  assert.equal(worthReconnecting({ ...local, reason: "idle-timeout", clean: false }), true);
+  assert.equal(worthReconnecting({ ...remote, reason: "shutdown", clean: true }), true);
+  // A server that closed this client for being silent or slow expects it back.
+  assert.equal(worthReconnecting({ ...remote, reason: "idle-timeout", clean: true }), true);
+  assert.equal(worthReconnecting({ ...remote, reason: "slow-consumer", clean: true }), true);
+  assert.equal(worthReconnecting({ ...remote, reason: "normal", clean: true }), false);
+  assert.equal(worthReconnecting({ ...local, reason: "normal", clean: true }), false);
+  assert.equal(worthReconnecting({ ...local, reason: "shutdown", clean: true }), false);
+  assert.equal(worthReconnecting({ ...local, reason: "aborted", clean: false }), false);
 });
 
 Deno.test("weigh() retries what can heal, slows down on a server's Refuse frame, and stops on this side's key check", async () => {
