@@ -106,8 +106,10 @@ export interface ClientOptions extends ConnectionOptions {
 /**
  * How a {@linkcode ClientNetwork} reconnects: exponential backoff with full
  * jitter. Attempt `n` (from 1) waits a random time from 0 to
- * `min(maxDelay, initialDelay * 2^(n - 1))` ms; the count starts again once
- * a connection is made.
+ * `min(maxDelay, initialDelay * 2^(n - 1))` ms. The backoff starts again
+ * from `initialDelay` once a connection has lasted `maxDelay`; after one lost
+ * sooner it goes on from where it stopped, so a server that takes connections
+ * and drops them at once is not hammered.
  */
 export interface ReconnectOptions {
   /**
@@ -252,6 +254,8 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   #ended = Promise.withResolvers<CloseInfo>();
   #final: CloseInfo | undefined;
   #failure: unknown;
+  #connectedAt = 0;
+  #carried = 0; // Backoff steps carried over from connections that did not last.
 
   /**
    * Connects to `hostname:port` (the original's `ClientNetwork(host, port)`).
@@ -535,6 +539,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
 
   #adopt(connection: Connection, attempt?: number): void {
     this.#connection = connection;
+    this.#connectedAt = performance.now();
     this.#log.add({
       address: connection.address,
       accepted: true,
@@ -563,6 +568,11 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     if (this.#closing || this.#policy === false || !worthReconnecting(info)) {
       this.#finish(info);
     } else {
+      // A connection that lasted as long as the longest wait starts the backoff afresh; one lost
+      // sooner goes on from where the last backoff stopped, so that a server that takes
+      // connections and drops them at once is not hammered.
+      const lasted = performance.now() - this.#connectedAt;
+      if (lasted >= this.#policy.maxDelay) this.#carried = 0;
       this.#reconnect(this.#policy, info);
     }
   }
@@ -574,11 +584,13 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     let attempt = 0;
     while (attempt < policy.maxAttempts) {
       attempt++;
-      const delay = refusals > 0 ? policy.maxDelay : backoff(policy, attempt);
+      const delay = refusals > 0 ? policy.maxDelay : backoff(policy, this.#carried + attempt);
       this.#logAttempt("reconnecting", attempt, last, delay);
       if (!await sleep(delay, this.#cancel.signal)) return this.#finishClosed(lost);
       try {
-        return this.#adopt(await this.#open(this.#cancel.signal), attempt);
+        const connection = await this.#open(this.#cancel.signal);
+        this.#carried += attempt;
+        return this.#adopt(connection, attempt);
       } catch (error) {
         if (this.#closing) return this.#finishClosed(lost);
         last = { reason: failureReason(error), error, message: errorMessage(error) };

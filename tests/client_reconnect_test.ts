@@ -371,3 +371,29 @@ Deno.test("ClientNetwork gives up after maxAttempts failed connects, with the la
   assert.ok(info.error instanceof ConnectError && info.error.code === "ECONNREFUSED");
   assert.equal(await client.receive(), undefined);
 });
+
+Deno.test("ClientNetwork goes on with its backoff after connections that do not last, so a flapping server is not hammered", async () => {
+  await using server = await ServerNetwork.listen({ hostname: HOST, port: 0 });
+  const random = Math.random;
+  Math.random = () => 1 - Number.EPSILON; // Every wait is its ceiling: the backoff shows.
+  try {
+    await using client = await ClientNetwork.connect({
+      hostname: HOST,
+      port: server.port,
+      reconnect: { initialDelay: 1, maxDelay: 60_000 },
+    });
+    assert.equal((await nextRecord(client)).event, "connected");
+    const delays = [];
+    for (let flap = 0; flap < 6; flap++) {
+      // The server takes each connection and drops it at once.
+      const connection = await server.accept(bounded());
+      await within(connection.close({ reason: "shutdown" }), "the server's close");
+      const records = await recordsUntil(client, "connected");
+      assertAttempts(records.filter((r) => r.event !== "disconnected"), "connected");
+      delays.push(records.find((r) => r.event === "reconnecting")?.delay);
+    }
+    assert.deepEqual(delays, [1, 2, 4, 8, 16, 32]);
+  } finally {
+    Math.random = random;
+  }
+});
