@@ -112,12 +112,15 @@ const DELIBERATE: ReadonlySet<CloseReason> = new Set(["normal", "shutdown", "abo
 
 /**
  * How a failed attempt weighs: `"retry"` (backoff as usual), `"lasting"` (a
- * server's refusal that cannot heal: wait `maxDelay`, and give up when it
- * repeats), or `"final"` (this side's own authenticated check failed).
+ * refusal that cannot heal but that someone on the path could have caused:
+ * wait `maxDelay`, and give up when it repeats), or `"final"` (`key-rejected`
+ * found by this side: the server proved in the handshake that it holds a key
+ * other than the pinned one, which no forged frame can make happen).
  */
 export function weigh(error: unknown): "retry" | "lasting" | "final" {
   if (!(error instanceof RefusedError) || !LASTING.has(error.reason)) return "retry";
-  return isReceivedRefusal(error) ? "lasting" : "final";
+  if (error.reason === "key-rejected" && !isReceivedRefusal(error)) return "final";
+  return "lasting";
 }
 
 /** The reason of a failed attempt, for the activity log: a refusal's or a timeout's. */

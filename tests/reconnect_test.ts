@@ -104,6 +104,8 @@ Deno.test("weigh() retries what can heal, slows down on a server's Refuse frame,
   assert.equal(weigh(new RefusedError("x", { reason: "handshake-failed" })), "retry");
   // A refusal this side raised from its own check (the key the server proved is not pinned).
   assert.equal(weigh(new AuthenticationError("x", { reason: "key-rejected" })), "final");
+  // Any other lasting reason found by this side could come of a frame garbled on the path.
+  assert.equal(weigh(new AuthenticationError("x", { reason: "psk-mismatch" })), "lasting");
   // The same reasons read from a Refuse frame, which anyone on the path can forge.
   for (
     const reason of ["psk-mismatch", "application-mismatch", "version", "key-rejected"] as const
