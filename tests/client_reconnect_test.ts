@@ -80,10 +80,11 @@ async function recordsUntil(
 /** Every remaining activity record of a client that has ended. */
 async function remainingRecords(client: ClientNetwork): Promise<ActivityRecord[]> {
   const records: ActivityRecord[] = [];
-  for (let r = await client.activity.receive(bounded()); r; r = await client.activity.receive()) {
-    records.push(r);
+  while (true) {
+    const record = await client.activity.receive(bounded());
+    if (record === undefined) return records;
+    records.push(record);
   }
-  return records;
 }
 
 /** Checks `records`: `reconnecting` records numbered 1, 2, ... and what ends them. */
@@ -136,6 +137,7 @@ Deno.test("ClientNetwork reconnects through 20 server restarts (SIGKILL or SIGTE
       ids.add(client.connection.id);
       assert.equal(client.retrieved, client.connection.data);
       assert.deepEqual(client.remotePublicKey, fromHex(key));
+      assert.ok(await pendingAfter(client.closed, 1), "closed waits for the final end");
     }
     await client.send("after the last restart");
     const last = await within(packets.next(), "the echo after the last restart");
