@@ -20,7 +20,7 @@
  * @module
  */
 
-import { checkHostname, checkPort, commonConfig, loadKeyPair } from "./_config.ts";
+import { checkHostname, checkPort, commonConfig, loadKeyPair, positive } from "./_config.ts";
 import { establishClient, withDeadline } from "./_establish.ts";
 import { Outbox, utf8Length } from "./_outbox.ts";
 import {
@@ -43,7 +43,7 @@ import {
 } from "./errors.ts";
 import { type ActivityWriter, internals } from "./_internal.ts";
 import { assertBytes, copy } from "./_bytes.ts";
-import { ActivityLog } from "./activity.ts";
+import { ActivityLog, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
 import {
   type CloseInfo,
@@ -101,6 +101,12 @@ export interface ClientOptions extends ConnectionOptions {
    * @default {true}
    */
   reconnect?: ReconnectOptions | boolean;
+  /**
+   * Unread records kept in `client.activity` (the oldest go first).
+   *
+   * @default {10000}
+   */
+  activityLimit?: number;
 }
 
 /**
@@ -284,7 +290,9 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     this.#policy = checkReconnect(options.reconnect);
     this.#options = { ...options, maxMessageSize: this.#config.maxMessageSize };
     this.retrieved = new PacketQueue(options);
-    this.activity = new ActivityLog();
+    this.activity = new ActivityLog(
+      positive(options.activityLimit, "activityLimit", DEFAULT_ACTIVITY_LIMIT),
+    );
     this.#log = internals.writerOf!(this.activity);
     this.#outbox = new Outbox(options.maxBufferedAmount ?? DEFAULT_MAX_BUFFERED_AMOUNT);
     this.ready = this.#start(options);
@@ -426,6 +434,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * @param data A string or bytes.
    * @throws {MessageTooLargeError} If it exceeds the server's limit.
    * @throws {ConnectionClosedError} If the client has ended.
+   * @throws {BufferFullError} If `maxBufferedAmount` bytes already wait.
    */
   sendData(data: string | Uint8Array): Promise<void> {
     return this.send(data);
@@ -573,7 +582,10 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       // connections and drops them at once is not hammered.
       const lasted = performance.now() - this.#connectedAt;
       if (lasted >= this.#policy.maxDelay) this.#carried = 0;
-      this.#reconnect(this.#policy, info);
+      this.#reconnect(this.#policy, info).catch((error) => {
+        // Not expected: end the client rather than leave it waiting for a connection.
+        this.#finish({ ...info, message: `Cannot reconnect: ${errorMessage(error)}`, error });
+      });
     }
   }
 

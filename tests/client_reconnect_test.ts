@@ -323,6 +323,11 @@ Deno.test("ClientNetwork does not give up on one forged Refuse frame: it reports
 Deno.test("ClientNetwork does not reconnect after the server closes its connection with reason normal", async () => {
   await using server = await ServerNetwork.listen({ hostname: HOST, port: 0 });
   const client = await ClientNetwork.connect({ hostname: HOST, port: server.port });
+  const limited = await ClientNetwork.connect({
+    hostname: HOST,
+    port: server.port,
+    activityLimit: 1,
+  });
   const connection = await server.accept(bounded());
   await within(connection.close({ message: "bye" }), "the server's close");
   const info = await within(client.closed, "the client's end");
@@ -335,6 +340,10 @@ Deno.test("ClientNetwork does not reconnect after the server closes its connecti
   const records = await remainingRecords(client);
   assert.deepEqual(records.map((r) => r.event), ["connected", "disconnected"]);
   assert.equal(records[1].reason, "normal");
+  // activityLimit bounds the client's log as it does a server's.
+  await within(limited.close(), "the second client's close");
+  assert.deepEqual([limited.activity.length, limited.activity.dropped], [1, 1]);
+  assert.equal(limited.activity.take()?.event, "disconnected");
 });
 
 Deno.test("ClientNetwork with reconnect false ends with its first connection's cut, and logs no attempt", async () => {

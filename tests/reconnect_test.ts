@@ -32,7 +32,7 @@ Deno.test("checkReconnect() fills in the documented defaults, and false turns re
   });
 });
 
-Deno.test("ClientNetwork rejects bad reconnect options with a TypeError or RangeError at construction", () => {
+Deno.test("ClientNetwork rejects bad reconnect and activityLimit options with a TypeError or RangeError at construction", () => {
   const wrongType: unknown[] = ["yes", 1, null, { initialDelay: "1s" }, { maxAttempts: "3" }];
   for (const reconnect of wrongType) {
     assert.throws(
@@ -59,6 +59,7 @@ Deno.test("ClientNetwork rejects bad reconnect options with a TypeError or Range
       `reconnect: ${JSON.stringify(reconnect)}`,
     );
   }
+  assert.throws(() => new ClientNetwork(HOST, 1, { activityLimit: 0 }), RangeError);
   assert.throws(
     () => new ClientNetwork(HOST, 1, { reconnect: { initialDelay: 500, maxDelay: 100 } }),
     /Cannot use option reconnect\.maxDelay: expected at least initialDelay \(500\), got 100/,
