@@ -106,6 +106,9 @@ export async function connectClient(
   let client: ClientNetwork;
   try {
     client = await ClientNetwork.connect({
+      // The commands decide themselves when to connect again (send resumes a transfer;
+      // connect exits with the close's code): the client's own reconnecting stays off.
+      reconnect: false,
       ...options,
       ...await securityOptions(parsed, defaultApp),
       ...target,
