@@ -408,3 +408,29 @@ Deno.test("ClientNetwork goes on with its backoff after connections that do not 
     Math.random = random;
   }
 });
+
+Deno.test("ClientNetwork's signal bounds the first connect only: reconnecting goes on after it aborts", async () => {
+  const dir = await Deno.makeTempDir();
+  const keyFile = `${dir}/server.key`;
+  try {
+    const first = await ServerNetwork.listen({ hostname: HOST, port: 0, keyFile });
+    const { port } = first;
+    const connecting = new AbortController();
+    await using client = await ClientNetwork.connect({
+      hostname: HOST,
+      port,
+      signal: connecting.signal,
+      reconnect: { initialDelay: 10, maxDelay: 100 },
+    });
+    connecting.abort(); // As an AbortSignal.timeout() given to connect would, later on.
+    await within(first.stop(), "the first server to stop");
+    await using second = await ServerNetwork.listen({ hostname: HOST, port, keyFile });
+    await recordsUntil(client, "disconnected");
+    const attempts = await recordsUntil(client, "connected");
+    assertAttempts(attempts, "connected");
+    await client.send("reconnected");
+    assert.equal((await second.receive(bounded()))?.data, "reconnected");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
