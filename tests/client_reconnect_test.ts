@@ -60,28 +60,40 @@ async function banner(server: Subprocess): Promise<[number, string]> {
   return [Number(port), key];
 }
 
-/** The client's next activity record, failing if none comes in time. */
-async function nextRecord(client: ClientNetwork): Promise<ActivityRecord> {
-  const record = await client.activity.receive(bounded());
+/** Most records a test reads from one log: a client that never stops trying fails the test. */
+const MAX_RECORDS = 5000;
+
+/** The client's next activity record, failing if none comes by the deadline. */
+async function nextRecord(
+  client: ClientNetwork,
+  deadline: { signal: AbortSignal } = bounded(),
+): Promise<ActivityRecord> {
+  const record = await client.activity.receive(deadline);
   assert.ok(record !== undefined, "the client's activity log ended early");
   return record;
 }
 
-/** The client's activity records up to and including the next one with `event`. */
+/** The client's activity records up to and including the next one with `event`, bounded. */
 async function recordsUntil(
   client: ClientNetwork,
   event: ActivityRecord["event"],
 ): Promise<ActivityRecord[]> {
+  const deadline = bounded(); // One bound for the whole read, not one per record.
   const records: ActivityRecord[] = [];
-  while (records.at(-1)?.event !== event) records.push(await nextRecord(client));
+  while (records.at(-1)?.event !== event) {
+    assert.ok(records.length < MAX_RECORDS, `no ${event} record in ${MAX_RECORDS}`);
+    records.push(await nextRecord(client, deadline));
+  }
   return records;
 }
 
-/** Every remaining activity record of a client that has ended. */
+/** Every remaining activity record of a client that has ended, bounded. */
 async function remainingRecords(client: ClientNetwork): Promise<ActivityRecord[]> {
+  const deadline = bounded();
   const records: ActivityRecord[] = [];
   while (true) {
-    const record = await client.activity.receive(bounded());
+    assert.ok(records.length < MAX_RECORDS, `the log did not end within ${MAX_RECORDS} records`);
+    const record = await client.activity.receive(deadline);
     if (record === undefined) return records;
     records.push(record);
   }
