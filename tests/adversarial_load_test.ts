@@ -74,6 +74,7 @@ Deno.test(`${CLIENTS} clients × ${MESSAGES} messages while the server broadcast
               port: server.port,
               keyPair,
               handshakeTimeout: 60_000,
+              reconnect: false, // One connection per client: its messages, in order, once.
             })),
         ),
         90_000,
