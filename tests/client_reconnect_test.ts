@@ -54,6 +54,25 @@ function serverProcess(port: number, keyFile: string): Subprocess {
   `);
 }
 
+/**
+ * A free port below the range the system picks from for port 0 and for
+ * outgoing connections (from 32768 on Linux): while a test restarts a server
+ * on it, no other socket takes it, and a client that keeps retrying it cannot
+ * end up connected to itself (a TCP self-connect, possible only in that range).
+ */
+function restartablePort(): number {
+  for (let i = 0; i < 200; i++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    try {
+      Deno.listen({ hostname: HOST, port }).close();
+      return port;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    }
+  }
+  throw new Error("Cannot find a free port from 20000 to 31999 in 200 tries");
+}
+
 /** The port and public key (hex) a server process prints. */
 async function banner(server: Subprocess): Promise<[number, string]> {
   const [port, key] = (await server.line("the server's port and key")).split(" ");
@@ -116,7 +135,7 @@ function assertAttempts(records: ActivityRecord[], last: "connected" | "gave-up"
 Deno.test("ClientNetwork reconnects through 20 server restarts (SIGKILL or SIGTERM), the server keeping its key file, and keeps working", async () => {
   const dir = await Deno.makeTempDir();
   const keyFile = `${dir}/server.key`;
-  let server = serverProcess(0, keyFile);
+  let server = serverProcess(restartablePort(), keyFile);
   try {
     const [port, key] = await banner(server);
     await using client = await ClientNetwork.connect({
@@ -167,7 +186,7 @@ Deno.test("ClientNetwork.send() and flush() during an outage wait for the next c
   const dir = await Deno.makeTempDir();
   const keyFile = `${dir}/server.key`;
   try {
-    const first = await ServerNetwork.listen({ hostname: HOST, port: 0, keyFile });
+    const first = await ServerNetwork.listen({ hostname: HOST, port: restartablePort(), keyFile });
     const { port } = first;
     await using client = await ClientNetwork.connect({
       hostname: HOST,
@@ -198,7 +217,7 @@ Deno.test("ClientNetwork.send() and flush() during an outage wait for the next c
 });
 
 Deno.test("ClientNetwork.close() during a backoff wait ends at once and what waited rejects with ConnectionClosedError; past maxBufferedAmount a send rejects with BufferFullError", async () => {
-  const server = await ServerNetwork.listen({ hostname: HOST, port: 0 });
+  const server = await ServerNetwork.listen({ hostname: HOST, port: restartablePort() });
   const client = await ClientNetwork.connect({
     hostname: HOST,
     port: server.port,
@@ -231,7 +250,7 @@ Deno.test("ClientNetwork.close() during a backoff wait ends at once and what wai
 });
 
 Deno.test("ClientNetwork gives up at once when a restarted server's key is not the pinned one (key-rejected), and says how to keep the key", async () => {
-  const first = await ServerNetwork.listen({ hostname: HOST, port: 0 }); // No key file.
+  const first = await ServerNetwork.listen({ hostname: HOST, port: restartablePort() }); // No key file.
   const { port } = first;
   const client = await ClientNetwork.connect({
     hostname: HOST,
@@ -266,7 +285,7 @@ Deno.test("ClientNetwork gives up at once when a restarted server's key is not t
 });
 
 Deno.test("ClientNetwork waits maxDelay after each unauthenticated Refuse frame that cannot heal, and gives up after three in a row", async () => {
-  const first = await ServerNetwork.listen({ hostname: HOST, port: 0 });
+  const first = await ServerNetwork.listen({ hostname: HOST, port: restartablePort() });
   const { port } = first;
   const client = await ClientNetwork.connect({
     hostname: HOST,
@@ -298,7 +317,7 @@ Deno.test("ClientNetwork does not give up on one forged Refuse frame: it reports
   const dir = await Deno.makeTempDir();
   const keyFile = `${dir}/server.key`;
   try {
-    const first = await ServerNetwork.listen({ hostname: HOST, port: 0, keyFile });
+    const first = await ServerNetwork.listen({ hostname: HOST, port: restartablePort(), keyFile });
     const { port } = first;
     await using client = await ClientNetwork.connect({
       hostname: HOST,
@@ -378,7 +397,7 @@ Deno.test("ClientNetwork with reconnect false ends with its first connection's c
 });
 
 Deno.test("ClientNetwork gives up after maxAttempts failed connects, with the last error", async () => {
-  const server = await ServerNetwork.listen({ hostname: HOST, port: 0 });
+  const server = await ServerNetwork.listen({ hostname: HOST, port: restartablePort() });
   const client = await ClientNetwork.connect({
     hostname: HOST,
     port: server.port,
@@ -425,7 +444,7 @@ Deno.test("ClientNetwork's signal bounds the first connect only: reconnecting go
   const dir = await Deno.makeTempDir();
   const keyFile = `${dir}/server.key`;
   try {
-    const first = await ServerNetwork.listen({ hostname: HOST, port: 0, keyFile });
+    const first = await ServerNetwork.listen({ hostname: HOST, port: restartablePort(), keyFile });
     const { port } = first;
     const connecting = new AbortController();
     await using client = await ClientNetwork.connect({
