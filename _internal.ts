@@ -71,3 +71,17 @@ export const internals: {
   disconnectSlow?: (connection: Connection) => void;
   writerOf?: (log: ActivityLog) => ActivityWriter;
 } = {};
+
+/** The activity record of a connection's end. */
+export function disconnectedRecord(connection: Connection, info: CloseInfo): ActivityRecord {
+  return {
+    address: connection.address,
+    accepted: true,
+    time: Date.now(),
+    event: "disconnected",
+    reason: info.reason,
+    clean: info.clean,
+    message: info.message,
+    publicKey: connection.remotePublicKey,
+  };
+}

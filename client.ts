@@ -41,7 +41,7 @@ import {
   ConnectionClosedError,
   type RefuseReason,
 } from "./errors.ts";
-import { type ActivityWriter, internals } from "./_internal.ts";
+import { type ActivityWriter, disconnectedRecord, internals } from "./_internal.ts";
 import { assertBytes, copy } from "./_bytes.ts";
 import { ActivityLog, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
@@ -564,16 +564,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   }
 
   #onLost(connection: Connection, info: CloseInfo): void {
-    this.#log.add({
-      address: connection.address,
-      accepted: true,
-      time: Date.now(),
-      event: "disconnected",
-      reason: info.reason,
-      clean: info.clean,
-      message: info.message,
-      publicKey: connection.remotePublicKey,
-    });
+    this.#log.add(disconnectedRecord(connection, info));
     if (this.#closing || this.#policy === false || !worthReconnecting(info)) {
       this.#finish(info);
     } else {

@@ -57,7 +57,7 @@ import {
 } from "./_config.ts";
 import { encodeRefuse, establishServer, withDeadline } from "./_establish.ts";
 import { abortable } from "./_abort.ts";
-import { type ActivityWriter, internals } from "./_internal.ts";
+import { type ActivityWriter, disconnectedRecord, internals } from "./_internal.ts";
 import { openFileLimit } from "./_limits.ts";
 import { sourceOf } from "./_source.ts";
 import { closeQuietly, sendAndClose } from "./_socket.ts";
@@ -1075,16 +1075,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   #onClose(connection: Connection, info: CloseInfo, host: string): void {
     this.#count(host, 0, -1);
     if (connection.data.length === 0) this.#table.remove(connection);
-    this.#log.add({
-      address: connection.address,
-      accepted: true,
-      time: Date.now(),
-      event: "disconnected",
-      reason: info.reason,
-      clean: info.clean,
-      message: info.message,
-      publicKey: connection.remotePublicKey,
-    });
+    this.#log.add(disconnectedRecord(connection, info));
   }
 
   #refuse(address: string, reason: RefuseReason, message: string): void {
