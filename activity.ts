@@ -31,11 +31,15 @@ import type { ReceiveOptions } from "./queue.ts";
 
 /**
  * One entry of the activity log. A server logs `connected`, `refused` and
- * `disconnected`; a client logs `connected`, `disconnected`, `reconnecting`
- * and `gave-up`.
+ * `disconnected`, and in a cluster `node-joined`, `node-left`,
+ * `cluster-down` and `cluster-up`; a client logs `connected`,
+ * `disconnected`, `reconnecting` and `gave-up`.
  */
 export interface ActivityRecord {
-  /** The peer's address, `host:port` (for a client, the server's). */
+  /**
+   * The peer's address, `host:port` (for a client, the server's); for a
+   * cluster event, the node's id.
+   */
   readonly address: string;
   /**
    * Whether a connection was accepted: false for a refusal, and for a
@@ -44,8 +48,23 @@ export interface ActivityRecord {
   readonly accepted: boolean;
   /** When it happened: milliseconds since the Unix epoch, by this side's clock. */
   readonly time: number;
-  /** What happened. */
-  readonly event: "connected" | "refused" | "disconnected" | "reconnecting" | "gave-up";
+  /**
+   * What happened. A server: a client `connected`, was `refused` or
+   * `disconnected`; in a cluster, another node joined (`node-joined`) or left
+   * or went silent (`node-left`), or this node's link to the bus went down
+   * (`cluster-down`) or came back (`cluster-up`, the cluster has healed). A
+   * client: `connected`, `disconnected`, `reconnecting`, `gave-up`.
+   */
+  readonly event:
+    | "connected"
+    | "refused"
+    | "disconnected"
+    | "reconnecting"
+    | "gave-up"
+    | "node-joined"
+    | "node-left"
+    | "cluster-down"
+    | "cluster-up";
   /**
    * Why it was refused or ended; absent for `connected`. For a client's
    * `reconnecting` and `gave-up`: why the connection ended, or why the last

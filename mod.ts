@@ -30,4 +30,5 @@ export * from "./connection.ts";
 export * from "./queue.ts";
 export * from "./activity.ts";
 export * from "./errors.ts";
+export * from "./cluster.ts";
 export { generateKeyPair, type KeyPair, keyPairFromPrivateKey } from "./cipher.ts";

@@ -57,12 +57,14 @@ import {
 } from "./_config.ts";
 import { encodeRefuse, establishServer, withDeadline } from "./_establish.ts";
 import { abortable } from "./_abort.ts";
+import { checkCluster, ClusterNode, hex } from "./_cluster_node.ts";
 import { type ActivityWriter, disconnectedRecord, internals } from "./_internal.ts";
 import { openFileLimit } from "./_limits.ts";
 import { sourceOf } from "./_source.ts";
 import { closeQuietly, sendAndClose } from "./_socket.ts";
 import { ActivityLog, type ActivityRecord, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
+import type { ClusterOptions, ClusterPresence } from "./cluster.ts";
 import { type CloseInfo, Connection, type ConnectionOptions, formatAddress } from "./connection.ts";
 import { RefusedError, type RefuseReason, TimeoutError } from "./errors.ts";
 import { Packet, type ReceiveOptions } from "./queue.ts";
@@ -234,6 +236,14 @@ export interface ServerOptions extends ConnectionOptions {
    * @default {1024}
    */
   tcpBacklog?: number;
+  /**
+   * Join a cluster of servers that act as one (see `@aesm/aesm/cluster`):
+   * `sendAll()` and `broadcast()` reach the clients of every node, and
+   * `sendTo()` a client by public key or address on whichever node holds it.
+   *
+   * @default {undefined (this server alone)}
+   */
+  cluster?: ClusterOptions;
 }
 
 let resolveTarget: (connections: Connections, to: SendTarget) => Connection;
@@ -293,10 +303,11 @@ export class Connections implements Iterable<Connection> {
       if (to instanceof Packet) return to.connection;
       if (typeof to === "string") return connections.#only(to);
       if (to instanceof Connection) return to;
+      if (to instanceof Uint8Array) return connections.#withKey(to);
       if (typeof to !== "number") {
         throw new TypeError(
-          "Cannot send message: expected a connection, a packet, a connection id or an " +
-            `address, got ${describe(to)}`,
+          "Cannot send message: expected a connection, a packet, a connection id, an " +
+            `address or a public key, got ${describe(to)}`,
         );
       }
       const connection = connections.#byId.get(to);
@@ -453,6 +464,22 @@ export class Connections implements Iterable<Connection> {
     return listed[0];
   }
 
+  /**
+   * The newest open connection whose client proved this public key.
+   *
+   * @throws {RangeError} If none is open.
+   */
+  #withKey(publicKey: Uint8Array): Connection {
+    const id = hex(publicKey);
+    const open = [...this.#byId.values()].reverse().find((connection) =>
+      !connection.isClosed && hex(connection.remotePublicKey) === id
+    );
+    if (open === undefined) {
+      throw new RangeError(`Cannot send message: no open connection with public key ${id}`);
+    }
+    return open;
+  }
+
   #add(connection: Connection): void {
     this.#byId.set(connection.id, connection);
     const listed = this.#byAddress.get(connection.address);
@@ -471,9 +498,11 @@ export class Connections implements Iterable<Connection> {
 
 /**
  * Where {@linkcode ServerNetwork.sendTo} sends: a connection, the packet to
- * answer (its connection), a connection's `id`, or an address `host:port`.
+ * answer (its connection), a connection's `id`, an address `host:port`, or
+ * a client's public key (its newest open connection). In a cluster, an
+ * address or a public key not held here is sent to the node that holds it.
  */
-export type SendTarget = Connection | Packet | number | string;
+export type SendTarget = Connection | Packet | number | string | Uint8Array;
 
 /** What {@linkcode ServerNetwork.broadcast} did with one message. */
 export interface BroadcastResult {
@@ -580,6 +609,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   #stopping = new AbortController();
   #stopped: Promise<void> | undefined;
   #acceptLoop: Promise<void>;
+  #cluster: ClusterNode | undefined;
 
   /**
    * Starts a server listening on `hostname:port` (the original's `ServerNetwork(host, port)`).
@@ -627,14 +657,16 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     this.connections = table.connections;
     this.#table = table;
     this.#log = internals.writerOf!(this.activity);
+    this.#cluster = options.cluster && this.#joinCluster(checkCluster(options.cluster));
     this.#listener = listen(
       checkHostname(hostname),
       checkPort(port),
       positive(options.tcpBacklog, "tcpBacklog", 1024),
     );
-    this.ready = loadKeyPair(options.keyPair, options.keyFile).then((pair) =>
-      void (this.#keyPair = pair)
-    );
+    this.ready = loadKeyPair(options.keyPair, options.keyFile).then(async (pair) => {
+      this.#keyPair = pair;
+      await this.#cluster?.join();
+    });
     this.ready.catch(() => this.#closeListener());
     this.#acceptLoop = this.#accept();
   }
@@ -732,15 +764,40 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * Sends a message to one connection.
    *
    * @param data A string or bytes.
-   * @param to The connection: itself, the packet to answer, its `id`, or its address `host:port`.
-   * @throws {RangeError} If no listed connection matches, or an address matches several (two
-   * connections from one address in turn: name the connection or reply to the packet).
+   * @param to The connection: itself, the packet to answer, its `id`, its address `host:port`,
+   * or its client's public key. In a cluster, an address or a key that no connection here
+   * matches is sent to the node that holds it, without waiting for that node to deliver it.
+   * @throws {RangeError} If no listed connection (and in a cluster, no node) matches, an
+   * address matches several (two connections from one address in turn: name the connection or
+   * reply to the packet), or a message for another node is larger than the cluster carries.
    * @throws {TypeError} If `data` is neither a string nor a `Uint8Array`.
    * @throws {MessageTooLargeError} If it exceeds that peer's limit.
    * @throws {ConnectionClosedError} If that connection is closed.
    */
   async sendTo(data: string | Uint8Array, to: SendTarget): Promise<void> {
+    const cluster = this.#cluster;
+    if (cluster !== undefined && !this.#holds(to)) {
+      const { bytes, text } = encodeData(data);
+      cluster.checkSize(bytes.length);
+      return cluster.sendTo(to as string | Uint8Array, bytes, text);
+    }
     await resolveTarget(this.connections, to).send(data);
+  }
+
+  /** Whether this node answers for a target itself (only addresses and keys can be elsewhere). */
+  #holds(to: SendTarget): boolean {
+    if (typeof to === "string") return this.connections.has(to);
+    if (!(to instanceof Uint8Array)) return true;
+    const id = hex(to);
+    return [...this.connections].some((c) => !c.isClosed && hex(c.remotePublicKey) === id);
+  }
+
+  /**
+   * What this server knows of its cluster: its node id, the other nodes,
+   * and which node holds which client; `undefined` without a `cluster` option.
+   */
+  get cluster(): ClusterPresence | undefined {
+    return this.#cluster;
   }
 
   /**
@@ -750,9 +807,12 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * reads too slowly is handled by the `slowConsumer` policy (by default
    * disconnected). {@linkcode ServerNetwork.broadcast} says which were which.
    *
+   * In a cluster, every other node sends it to its clients too.
+   *
    * @param data A string or bytes.
-   * @returns How many connections it was queued for.
+   * @returns How many connections of this node it was queued for.
    * @throws {TypeError} If `data` is neither a string nor a `Uint8Array`.
+   * @throws {RangeError} In a cluster, if it is larger than the cluster carries.
    */
   async sendAll(data: string | Uint8Array): Promise<number> {
     return (await this.broadcast(data)).sent;
@@ -769,9 +829,14 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * before it resolves, so a loop of broadcasts lets the sockets drain.
    *
    * @param data A string or bytes.
+   * In a cluster the message is also published to every other node, which
+   * sends it to its own clients by its own policy; the result counts this
+   * node's clients only.
+   *
    * @param options The slow-consumer policy for this message, if not the server's.
-   * @returns How many got it, and which were skipped, dropped, disconnected or had closed.
+   * @returns How many got it here, and which were skipped, dropped, disconnected or had closed.
    * @throws {TypeError} If `data` is neither a string nor a `Uint8Array`, or the policy is unknown.
+   * @throws {RangeError} In a cluster, if it is larger than the cluster carries.
    *
    * @example One member that stopped reading does not hold up the others
    * ```ts
@@ -786,12 +851,18 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * ```
    */
   async broadcast(data: string | Uint8Array, options?: BroadcastOptions): Promise<BroadcastResult> {
-    if (typeof data !== "string" && !(data instanceof Uint8Array)) {
-      throw new TypeError("Cannot send message: expected a string or a Uint8Array");
-    }
+    const { bytes, text } = encodeData(data);
     const policy = checkSlowConsumer(options?.slowConsumer ?? this.#slowConsumer);
-    const text = typeof data === "string";
-    const bytes = text ? new TextEncoder().encode(data) : data;
+    this.#cluster?.checkSize(bytes.length);
+    this.#cluster?.broadcast(bytes, text);
+    return await this.#broadcastHere(bytes, text, policy);
+  }
+
+  async #broadcastHere(
+    bytes: Uint8Array,
+    text: boolean,
+    policy: SlowConsumerPolicy,
+  ): Promise<BroadcastResult> {
     const result = { sent: 0, tooLarge: [], failed: [], dropped: [], disconnected: [] } as {
       sent: number;
       tooLarge: Connection[];
@@ -807,9 +878,12 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
         result.tooLarge.push(connection);
       } else if (policy === "wait" && internals.isBehind!(connection)) {
         waits.push(
-          connection.send(data).then(() => void result.sent++, () => {
-            result.failed.push(connection);
-          }),
+          connection.send(text ? new TextDecoder().decode(bytes) : bytes).then(
+            () => void result.sent++,
+            () => {
+              result.failed.push(connection);
+            },
+          ),
         );
       } else if (policy !== "wait" && internals.isFull!(connection, bytes.length)) {
         if (policy === "drop") result.dropped.push(connection);
@@ -884,6 +958,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   async #stop(): Promise<void> {
     this.#stopping.abort(new DOMException("The server is stopping", "AbortError"));
     this.#closeListener();
+    await this.#cluster?.close();
     await this.#acceptLoop;
     await Promise.allSettled(this.#handshakes);
     await Promise.allSettled(
@@ -894,6 +969,24 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     this.#arrivals.close();
     this.#log.close();
     await this.ready.catch(() => {});
+  }
+
+  #joinCluster(options: ClusterOptions): ClusterNode {
+    const log = (event: ActivityRecord["event"], node: string, message: string) =>
+      this.#log.add({ address: node, accepted: true, time: Date.now(), event, message });
+    return new ClusterNode(options, {
+      deliverAll: (bytes, text) => void this.#broadcastHere(bytes, text, this.#slowConsumer),
+      deliverTo: (client, bytes, text) => {
+        const connection = client.key !== undefined
+          ? [...this.connections].reverse().find((c) =>
+            !c.isClosed && hex(c.remotePublicKey) === client.key
+          )
+          : this.connections.get(client.address ?? "");
+        if (connection === undefined || connection.isClosed) return;
+        connection.send(text ? new TextDecoder().decode(bytes) : bytes).catch(() => {});
+      },
+      log,
+    });
   }
 
   #closeListener(): void {
@@ -1028,6 +1121,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     }
     this.#count(host, -1, 0);
     this.#table.add(connection);
+    this.#cluster?.joined(connection.id, connection.remotePublicKey, address);
     // Connections nobody accepts stay reachable through `connections`; the
     // accept queue keeps only the newest, so it cannot grow without bound.
     if (this.#accepted.length >= this.#maxConnections) this.#accepted.shift();
@@ -1074,6 +1168,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
 
   #onClose(connection: Connection, info: CloseInfo, host: string): void {
     this.#count(host, 0, -1);
+    this.#cluster?.left(connection.id);
     if (connection.data.length === 0) this.#table.remove(connection);
     this.#log.add(disconnectedRecord(connection, info));
   }
@@ -1153,6 +1248,12 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, ms);
     signal.addEventListener("abort", done, { once: true });
   });
+}
+
+function encodeData(data: string | Uint8Array): { bytes: Uint8Array; text: boolean } {
+  if (typeof data === "string") return { bytes: new TextEncoder().encode(data), text: true };
+  if (data instanceof Uint8Array) return { bytes: data, text: false };
+  throw new TypeError("Cannot send message: expected a string or a Uint8Array");
 }
 
 function keyId(key: Uint8Array): string {
