@@ -188,26 +188,23 @@ export class InProcessCluster {
    * @returns The adapter, to pass as `cluster.adapter`.
    */
   adapter(): ClusterAdapter {
-    const bus = this;
     let id: string | undefined;
     return {
       maxPayload: 1024 * 1024,
-      join(nodeId: string, handlers: ClusterHandlers): Promise<void> {
-        if (bus.#members.has(nodeId)) {
-          return Promise.reject(
-            new RangeError(`Cannot join cluster: node id ${nodeId} is taken`),
-          );
+      join: (nodeId: string, handlers: ClusterHandlers): Promise<void> => {
+        if (this.#members.has(nodeId)) {
+          return Promise.reject(new RangeError(`Cannot join cluster: node id ${nodeId} is taken`));
         }
         id = nodeId;
-        bus.#members.set(nodeId, handlers);
+        this.#members.set(nodeId, handlers);
         return Promise.resolve();
       },
-      publish(bytes: Uint8Array<ArrayBuffer>, to?: string): void {
-        if (id !== undefined) bus.#deliver(bytes, to);
+      publish: (bytes: Uint8Array<ArrayBuffer>, to?: string): void => {
+        if (id !== undefined) this.#deliver(bytes, to);
       },
-      async close(): Promise<void> {
-        await Promise.all(bus.#inFlight);
-        if (id !== undefined) bus.#members.delete(id);
+      close: async (): Promise<void> => {
+        await Promise.all(this.#inFlight);
+        if (id !== undefined) this.#members.delete(id);
         id = undefined;
       },
     };
