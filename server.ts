@@ -237,6 +237,14 @@ export interface ServerOptions extends ConnectionOptions {
    */
   tcpBacklog?: number;
   /**
+   * Let several processes listen on one port (`SO_REUSEPORT`): on Linux the
+   * kernel spreads new connections over them, so N processes joined by a
+   * `cluster` use N cores. Deno has it behind `--unstable-net`.
+   *
+   * @default {false}
+   */
+  reusePort?: boolean;
+  /**
    * Join a cluster of servers that act as one (see `@aesm/aesm/cluster`):
    * `sendAll()` and `broadcast()` reach the clients of every node, and
    * `sendTo()` a client by public key or address on whichever node holds it.
@@ -662,6 +670,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       checkHostname(hostname),
       checkPort(port),
       positive(options.tcpBacklog, "tcpBacklog", 1024),
+      options.reusePort === true,
     );
     this.ready = loadKeyPair(options.keyPair, options.keyFile).then(async (pair) => {
       this.#keyPair = pair;
@@ -1260,9 +1269,19 @@ function keyId(key: Uint8Array): string {
   return Array.from(key, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
-function listen(hostname: string, port: number, tcpBacklog: number): Deno.TcpListener {
+function listen(
+  hostname: string,
+  port: number,
+  tcpBacklog: number,
+  reusePort: boolean,
+): Deno.TcpListener {
+  // Without the flag, Deno ends the process on reusePort instead of throwing;
+  // Deno.listenDatagram exists exactly when the flag is given.
+  if (reusePort && typeof (Deno as { listenDatagram?: unknown }).listenDatagram !== "function") {
+    throw new TypeError("Cannot listen with reusePort: run Deno with --unstable-net");
+  }
   try {
-    return Deno.listen({ hostname, port, tcpBacklog });
+    return Deno.listen({ hostname, port, tcpBacklog, ...(reusePort ? { reusePort } : {}) });
   } catch (error) {
     if (!(error instanceof Deno.errors.AddrInUse)) throw error;
     const address = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
