@@ -276,3 +276,12 @@ function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
   }
   return false;
 }
+
+Deno.test("reusePort without Deno's --unstable-net is a TypeError, not an exit", () => {
+  assert.equal(typeof (Deno as { listenDatagram?: unknown }).listenDatagram, "undefined");
+  assert.throws(
+    () => new ServerNetwork(HOST, 0, { reusePort: true }),
+    (error: Error) =>
+      error instanceof TypeError && /run Deno with --unstable-net/.test(error.message),
+  );
+});

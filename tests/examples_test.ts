@@ -1,7 +1,8 @@
 // Copyright 2026 the aesm authors. MIT license.
 // The examples run as a user runs them: real processes, real signals.
 import assert from "node:assert/strict";
-import { within } from "./_network.ts";
+import { ClientNetwork } from "../client.ts";
+import { bounded, within } from "./_network.ts";
 
 const EXAMPLES = new URL("../examples/", import.meta.url);
 
@@ -116,4 +117,29 @@ Deno.test("chat.ts refuses to start without a psk, and relays lines between memb
   } finally {
     await Deno.remove(pskFile);
   }
+});
+
+Deno.test("cluster.ts runs workers on one port joined over NATS, relaying to every client", async () => {
+  await using cluster = new Example("cluster.ts", ["2", "0", "600"]);
+  const [, port] = (await cluster.line("the cluster's banner")).match(/on 127\.0\.0\.1:(\d+) /)!;
+  const workers = [await cluster.line("a worker"), await cluster.line("another worker")];
+  assert.deepEqual(workers.map((line) => line.split(" ")[0]).sort(), ["worker-0", "worker-1"]);
+  const clients = [];
+  try {
+    for (let i = 0; i < 4; i++) {
+      clients.push(await ClientNetwork.connect({ hostname: "127.0.0.1", port: Number(port) }));
+    }
+    for (const client of clients) {
+      assert.match((await client.receive(bounded()))!.text(), /^welcome, you are on worker-[01]$/);
+    }
+    await clients[0].send("hello, cluster");
+    for (const client of clients) {
+      assert.equal((await client.receive(bounded()))?.text(), "hello, cluster");
+    }
+  } finally {
+    await Promise.all(clients.map((client) => client.close()));
+  }
+  cluster.child.kill("SIGINT");
+  const status = await within(cluster.child.status, "the cluster to stop after SIGINT", 15_000);
+  assert.equal(status.code, 0);
 });
