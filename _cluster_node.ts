@@ -8,9 +8,11 @@
  * endian) | header JSON | body)`, with the additional data naming the
  * channel (`*` for every node, else the target node's id), so that the bus
  * can neither read nor alter a message, nor turn a message for one node into
- * one for another or for all. Each sender numbers its messages per channel;
- * a receiver drops a number it has seen or passed (a replay, or a duplicate),
- * and messages older than MAX_AGE_MS.
+ * one for another or for all. Each sender numbers its messages per channel,
+ * from its start time in microseconds (so that a node restarted under the
+ * same id numbers above its former self); a receiver drops a number it has
+ * seen or passed (a replay, or a duplicate), and messages older than
+ * MAX_AGE_MS, and remembers the numbers of a node it forgot for that long.
  *
  * @module
  */
@@ -56,11 +58,17 @@ interface Header {
   address?: string;
 }
 
+/** The last numbers taken from a node, on each channel. */
+interface Numbers {
+  all: number;
+  direct: number;
+  /** When a message from it was last taken. */
+  time: number;
+}
+
 /** Another node, as this node knows it. */
 interface Peer {
   seen: number;
-  lastAll: number;
-  lastDirect: number;
   clients: Map<number, Client>;
   keys: Map<string, number>;
   addresses: Map<string, number>;
@@ -121,8 +129,9 @@ export class ClusterNode implements ClusterPresence {
   #interval: number;
   #local = new Map<number, Client>();
   #peers = new Map<string, Peer>();
-  #seqAll = 0;
-  #seqDirect = 0;
+  #numbers = new Map<string, Numbers>();
+  #seqAll = Date.now() * 1000;
+  #seqDirect = this.#seqAll;
   #outbox: Promise<void> = Promise.resolve();
   #inbox: Promise<void> = Promise.resolve();
   #linked = false;
@@ -283,6 +292,10 @@ export class ClusterNode implements ClusterPresence {
   #beat(): void {
     if (!this.#linked) return;
     this.#send({ kind: "alive" });
+    const forgotten = Date.now() - MAX_AGE_MS;
+    for (const [node, numbers] of this.#numbers) {
+      if (numbers.time < forgotten && !this.#peers.has(node)) this.#numbers.delete(node);
+    }
     const deadline = Date.now() - 3 * this.#interval;
     for (const [node, peer] of this.#peers) {
       if (peer.seen < deadline) {
@@ -314,14 +327,17 @@ export class ClusterNode implements ClusterPresence {
 
   #take(header: Header, body: Uint8Array<ArrayBuffer>, direct: boolean): void {
     if (header.from === this.nodeId || Date.now() - header.time > MAX_AGE_MS) return;
+    const numbers = this.#numbers.get(header.from) ?? { all: 0, direct: 0, time: 0 };
+    if (header.seq <= (direct ? numbers.direct : numbers.all)) return;
+    if (direct) numbers.direct = header.seq;
+    else numbers.all = header.seq;
+    numbers.time = Date.now();
+    this.#numbers.set(header.from, numbers);
     let peer = this.#peers.get(header.from);
     if (peer === undefined) {
       if (header.kind === "bye") return;
       peer = this.#meet(header.from);
     }
-    if (direct ? header.seq <= peer.lastDirect : header.seq <= peer.lastAll) return;
-    if (direct) peer.lastDirect = header.seq;
-    else peer.lastAll = header.seq;
     peer.seen = Date.now();
     this.#apply(header, body, peer);
   }
@@ -329,8 +345,6 @@ export class ClusterNode implements ClusterPresence {
   #meet(node: string): Peer {
     const peer: Peer = {
       seen: Date.now(),
-      lastAll: 0,
-      lastDirect: 0,
       clients: new Map(),
       keys: new Map(),
       addresses: new Map(),

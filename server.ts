@@ -255,6 +255,7 @@ export interface ServerOptions extends ConnectionOptions {
 }
 
 let resolveTarget: (connections: Connections, to: SendTarget) => Connection;
+let findByKey: (connections: Connections, key: string) => Connection | undefined;
 let newConnections: (arrivals: Arrivals<Packet>, activity: ActivityLog) => {
   connections: Connections;
   add(connection: Connection): void;
@@ -295,6 +296,7 @@ let newConnections: (arrivals: Arrivals<Packet>, activity: ActivityLog) => {
 export class Connections implements Iterable<Connection> {
   #byId = new Map<number, Connection>();
   #byAddress = new Map<string, Connection[]>();
+  #byKey = new Map<string, Connection[]>();
   #arrivals: Arrivals<Packet>;
   #activity: ActivityLog;
 
@@ -307,6 +309,7 @@ export class Connections implements Iterable<Connection> {
         remove: (connection) => connections.#remove(connection),
       };
     };
+    findByKey = (connections, key) => connections.#findByKey(key);
     resolveTarget = (connections, to) => {
       if (to instanceof Packet) return to.connection;
       if (typeof to === "string") return connections.#only(to);
@@ -479,17 +482,23 @@ export class Connections implements Iterable<Connection> {
    */
   #withKey(publicKey: Uint8Array): Connection {
     const id = hex(publicKey);
-    const open = [...this.#byId.values()].reverse().find((connection) =>
-      !connection.isClosed && hex(connection.remotePublicKey) === id
-    );
+    const open = this.#findByKey(id);
     if (open === undefined) {
       throw new RangeError(`Cannot send message: no open connection with public key ${id}`);
     }
     return open;
   }
 
+  #findByKey(key: string): Connection | undefined {
+    return this.#byKey.get(key)?.findLast((connection) => !connection.isClosed);
+  }
+
   #add(connection: Connection): void {
     this.#byId.set(connection.id, connection);
+    const key = hex(connection.remotePublicKey);
+    const withKey = this.#byKey.get(key);
+    if (withKey === undefined) this.#byKey.set(key, [connection]);
+    else withKey.push(connection);
     const listed = this.#byAddress.get(connection.address);
     if (listed === undefined) this.#byAddress.set(connection.address, [connection]);
     else listed.push(connection);
@@ -501,6 +510,10 @@ export class Connections implements Iterable<Connection> {
     const listed = this.#byAddress.get(connection.address)!;
     if (listed.length === 1) this.#byAddress.delete(connection.address);
     else listed.splice(listed.indexOf(connection), 1);
+    const key = hex(connection.remotePublicKey);
+    const withKey = this.#byKey.get(key)!;
+    if (withKey.length === 1) this.#byKey.delete(key);
+    else withKey.splice(withKey.indexOf(connection), 1);
   }
 }
 
@@ -797,8 +810,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   #holds(to: SendTarget): boolean {
     if (typeof to === "string") return this.connections.has(to);
     if (!(to instanceof Uint8Array)) return true;
-    const id = hex(to);
-    return [...this.connections].some((c) => !c.isClosed && hex(c.remotePublicKey) === id);
+    return findByKey(this.connections, hex(to)) !== undefined;
   }
 
   /**
@@ -987,9 +999,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       deliverAll: (bytes, text) => void this.#broadcastHere(bytes, text, this.#slowConsumer),
       deliverTo: (client, bytes, text) => {
         const connection = client.key !== undefined
-          ? [...this.connections].reverse().find((c) =>
-            !c.isClosed && hex(c.remotePublicKey) === client.key
-          )
+          ? findByKey(this.connections, client.key)
           : this.connections.get(client.address ?? "");
         if (connection === undefined || connection.isClosed) return;
         connection.send(text ? new TextDecoder().decode(bytes) : bytes).catch(() => {});

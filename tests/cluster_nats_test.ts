@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { generateKeyPair } from "../cipher.ts";
 import { ClientNetwork } from "../client.ts";
 import { generateClusterKey } from "../cluster.ts";
+import { NatsCluster } from "../cluster/nats.ts";
 import { HOST, within } from "./_network.ts";
 
 const NODES = 3;
@@ -287,3 +288,12 @@ Deno.test({
 function hex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+Deno.test("NatsCluster.connect() rejects when no NATS answers, and checks its options", async () => {
+  await assert.rejects(NatsCluster.connect({ servers: `${HOST}:${freePort()}` }));
+  await assert.rejects(
+    NatsCluster.connect({ servers: `${HOST}:1`, subject: "no spaces" }),
+    (error: Error) =>
+      error instanceof TypeError && /expected NATS subject tokens/.test(error.message),
+  );
+});

@@ -285,3 +285,52 @@ Deno.test("reusePort without Deno's --unstable-net is a TypeError, not an exit",
       error instanceof TypeError && /run Deno with --unstable-net/.test(error.message),
   );
 });
+
+Deno.test("A replay from a node that left is dropped, and a node back under its id is heard", async () => {
+  const bus = new InProcessCluster();
+  const key = generateClusterKey();
+  await using a = await ServerNetwork.listen({
+    hostname: HOST,
+    cluster: { adapter: bus.adapter(), key, nodeId: "a" },
+  });
+  await using client = await ClientNetwork.connect({ hostname: HOST, port: a.port });
+  await a.accept();
+  const recorder = recording(bus.adapter());
+  const b = await ServerNetwork.listen({
+    hostname: HOST,
+    cluster: { adapter: recorder.adapter, key, nodeId: "b" },
+  });
+  assert.equal((await activityOf(a, "node-joined")).address, "b");
+  await b.sendAll("once");
+  assert.equal((await client.receive(bounded()))?.text(), "once");
+  await b.stop();
+  assert.equal((await activityOf(a, "node-left")).address, "b");
+
+  const replayer = bus.adapter();
+  await replayer.join("replayer", { receive: () => {}, link: () => {} });
+  for (const { bytes, to } of recorder.published) replayer.publish(bytes, to);
+  await replayer.close();
+  await using again = await ServerNetwork.listen({
+    hostname: HOST,
+    cluster: { adapter: bus.adapter(), key, nodeId: "b" },
+  });
+  // The first record after the replay is the new node's join: the replay woke nothing.
+  const next = await activityOf(a, "node-joined");
+  assert.equal(next.address, "b");
+  assert.deepEqual(a.cluster!.nodes(), ["b"]);
+  await again.sendAll("from the new b");
+  assert.equal((await client.receive(bounded()))?.text(), "from the new b");
+});
+
+Deno.test("sendTo() by public key without a cluster reaches that client; an unknown key is a RangeError", async () => {
+  await using server = await ServerNetwork.listen({ hostname: HOST });
+  await using client = await ClientNetwork.connect({ hostname: HOST, port: server.port });
+  await server.accept();
+  await server.sendTo("by key", client.publicKey);
+  assert.equal((await client.receive(bounded()))?.text(), "by key");
+  await assert.rejects(
+    server.sendTo("nobody", generateClusterKey()),
+    (error: Error) =>
+      error instanceof RangeError && /no open connection with public key/.test(error.message),
+  );
+});
