@@ -170,9 +170,9 @@ export class ClusterNode implements ClusterPresence {
   /** Says goodbye, flushes and leaves the bus. */
   async close(): Promise<void> {
     if (this.#closed) return;
-    this.#closed = true;
     clearInterval(this.#timer);
-    if (this.#key !== undefined) this.#send({ kind: "bye" });
+    this.#send({ kind: "bye" });
+    this.#closed = true; // Nothing is sent after the goodbye.
     await this.#outbox;
     await this.#adapter.close();
     await this.#inbox;
@@ -263,7 +263,7 @@ export class ClusterNode implements ClusterPresence {
 
   // Everything this node publishes, in order; the numbers are taken now, in call order.
   #send(fields: Omit<Header, "from" | "seq" | "time">, body?: Uint8Array, to?: string): void {
-    if (this.#key === undefined) return;
+    if (this.#key === undefined || this.#closed) return;
     const seq = to === undefined ? ++this.#seqAll : ++this.#seqDirect;
     const header: Header = { from: this.nodeId, seq, time: Date.now(), ...fields };
     const key = this.#key;
