@@ -274,6 +274,14 @@ Deno.test({
         await node.event((e) => e.activity === "cluster-up", `${node.id} to heal`, from[i]);
       }
       await broadcastRound(live, members, "r3");
+      // Presence healed too: a client on node 1 is reachable from node 0 again.
+      const onNode1 = members.find((_, i) => i % NODES === 1)!;
+      const answer = await live[0].command(
+        { sendTo: "after the restart", key: hex(onNode1.keyPair.publicKey) },
+        "routed",
+      );
+      assert.deepEqual(answer, { routed: true });
+      await until(() => count(onNode1, "after the restart") === 1, "the routed message");
     });
   } finally {
     await Promise.all(members.map(async (m) => {
