@@ -5,6 +5,7 @@ import { generateKeyPair } from "../cipher.ts";
 import { ClientNetwork } from "../client.ts";
 import { generateClusterKey } from "../cluster.ts";
 import { NatsCluster } from "../cluster/nats.ts";
+import { connect } from "npm:@nats-io/transport-node@3.4.0";
 import { HOST, within } from "./_network.ts";
 
 const NODES = 3;
@@ -213,9 +214,26 @@ Deno.test({
       );
     }
 
-    await t.step("each node's broadcast reaches all 300 clients exactly once", async () => {
-      await broadcastRound(nodes, members, "r1");
-    });
+    await t.step(
+      "each node's broadcast reaches all 300 clients exactly once, sealed on NATS",
+      async () => {
+        // A spy on the broker's side sees every message the nodes exchange.
+        const spy = await connect({ servers: `${HOST}:${nats.port}` });
+        const seen: Uint8Array[] = [];
+        spy.subscribe("aesm.>", { callback: (_, message) => void seen.push(message.data) });
+        await spy.flush();
+        try {
+          await broadcastRound(nodes, members, "r1");
+          await spy.flush();
+        } finally {
+          await spy.close();
+        }
+        assert.ok(seen.length >= 2 * NODES, `the spy saw ${seen.length} messages`);
+        const plain = seen.map((bytes) => new TextDecoder().decode(bytes)).join("\n");
+        assert.ok(!plain.includes("r1 from"), "a broadcast crossed NATS in plaintext");
+        assert.ok(!plain.includes("node-"), "a header crossed NATS in plaintext");
+      },
+    );
 
     await t.step("sendTo() by public key reaches a client on another node", async () => {
       const onNode2 = members[2]; // Client i is on node i % 3.
