@@ -58,6 +58,41 @@ export interface NatsClusterOptions {
    * @default {"aesm"}
    */
   name?: string;
+  /**
+   * A user name and password for NATS.
+   *
+   * @default {undefined (no user)}
+   */
+  user?: { name: string; password: string };
+  /**
+   * A token for NATS.
+   *
+   * @default {undefined (no token)}
+   */
+  token?: string;
+  /**
+   * TLS to NATS, as the NATS client takes it: PEM text (`ca`, `cert`, `key`)
+   * or files (`caFile`, `certFile`, `keyFile`).
+   *
+   * @default {undefined (plain TCP; what crosses it is sealed all the same)}
+   */
+  tls?: NatsTlsOptions;
+}
+
+/** TLS to NATS: a CA to trust, and a client certificate if NATS asks for one. */
+export interface NatsTlsOptions {
+  /** The CA's certificate (PEM). */
+  ca?: string;
+  /** A file holding the CA's certificate (PEM). */
+  caFile?: string;
+  /** This client's certificate (PEM). */
+  cert?: string;
+  /** A file holding this client's certificate (PEM). */
+  certFile?: string;
+  /** This client's private key (PEM). */
+  key?: string;
+  /** A file holding this client's private key (PEM). */
+  keyFile?: string;
 }
 
 const SUBJECT = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
@@ -108,6 +143,9 @@ export class NatsCluster implements ClusterAdapter {
     }
     const nc = await connect({
       servers,
+      ...(options.user && { user: options.user.name, pass: options.user.password }),
+      ...(options.token !== undefined && { token: options.token }),
+      ...(options.tls && { tls: { ...options.tls } }),
       name: options.name ?? "aesm",
       maxReconnectAttempts: -1,
       reconnectTimeWait: options.reconnectTimeWait ?? 250,
