@@ -127,7 +127,8 @@ export class ClusterNode implements ClusterPresence {
   #key: CryptoKey | undefined;
   #hooks: NodeHooks;
   #interval: number;
-  #local = new Map<number, Client>();
+  // This node's own clients, kept like a peer's.
+  #here: Peer = newPeer();
   #peers = new Map<string, Peer>();
   #numbers = new Map<string, Numbers>();
   #seqAll = Date.now() * 1000;
@@ -186,9 +187,7 @@ export class ClusterNode implements ClusterPresence {
   locate(client: Uint8Array | string): string | undefined {
     const byKey = client instanceof Uint8Array;
     const id = byKey ? hex(client) : client;
-    for (const local of this.#local.values()) {
-      if ((byKey ? local.key : local.address) === id) return this.nodeId;
-    }
+    if ((byKey ? this.#here.keys : this.#here.addresses).has(id)) return this.nodeId;
     for (const [node, peer] of this.#peers) {
       if ((byKey ? peer.keys : peer.addresses).has(id)) return node;
     }
@@ -216,14 +215,14 @@ export class ClusterNode implements ClusterPresence {
 
   /** A client connected here. */
   joined(id: number, publicKey: Uint8Array, address: string): void {
-    const client = { key: hex(publicKey), address };
-    this.#local.set(id, client);
-    this.#send({ kind: "join", clients: [[id, client.key, address]] });
+    const clients: [number, string, string][] = [[id, hex(publicKey), address]];
+    addClients(this.#here, clients);
+    this.#send({ kind: "join", clients });
   }
 
   /** A client here disconnected. */
   left(id: number): void {
-    if (this.#local.delete(id)) this.#send({ kind: "leave", ids: [id] });
+    if (removeClient(this.#here, id)) this.#send({ kind: "leave", ids: [id] });
   }
 
   /**
@@ -267,8 +266,9 @@ export class ClusterNode implements ClusterPresence {
     const seq = to === undefined ? ++this.#seqAll : ++this.#seqDirect;
     const header: Header = { from: this.nodeId, seq, time: Date.now(), ...fields };
     const key = this.#key;
+    const copy = body?.slice(); // The caller may reuse its buffer once the send returns.
     this.#outbox = this.#outbox.then(async () => {
-      const sealed = await seal(key, header, body, to ?? "*");
+      const sealed = await seal(key, header, copy, to ?? "*");
       try {
         this.#adapter.publish(sealed, to);
       } catch {
@@ -278,7 +278,7 @@ export class ClusterNode implements ClusterPresence {
   }
 
   #announce(hello: boolean): void {
-    const clients = [...this.#local].map(([id, c]): [number, string, string] => [
+    const clients = [...this.#here.clients].map(([id, c]): [number, string, string] => [
       id,
       c.key,
       c.address,
@@ -343,12 +343,7 @@ export class ClusterNode implements ClusterPresence {
   }
 
   #meet(node: string): Peer {
-    const peer: Peer = {
-      seen: Date.now(),
-      clients: new Map(),
-      keys: new Map(),
-      addresses: new Map(),
-    };
+    const peer = newPeer();
     this.#peers.set(node, peer);
     this.#hooks.log("node-joined", node, `Node ${node} joined the cluster`);
     // The newcomer has not heard this node's presence: say it again, to all.
@@ -390,6 +385,10 @@ export class ClusterNode implements ClusterPresence {
   }
 }
 
+function newPeer(): Peer {
+  return { seen: Date.now(), clients: new Map(), keys: new Map(), addresses: new Map() };
+}
+
 function addClients(peer: Peer, clients: Header["clients"]): void {
   for (const [id, key, address] of clients ?? []) {
     removeClient(peer, id);
@@ -399,12 +398,13 @@ function addClients(peer: Peer, clients: Header["clients"]): void {
   }
 }
 
-function removeClient(peer: Peer, id: number): void {
+function removeClient(peer: Peer, id: number): boolean {
   const client = peer.clients.get(id);
-  if (client === undefined) return;
+  if (client === undefined) return false;
   peer.clients.delete(id);
   decrement(peer.keys, client.key);
   decrement(peer.addresses, client.address);
+  return true;
 }
 
 function decrement(counts: Map<string, number>, name: string): void {

@@ -849,11 +849,11 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * their `writeHighWaterMark`, the broadcast gives the event loop one turn
    * before it resolves, so a loop of broadcasts lets the sockets drain.
    *
-   * @param data A string or bytes.
    * In a cluster the message is also published to every other node, which
    * sends it to its own clients by its own policy; the result counts this
    * node's clients only.
    *
+   * @param data A string or bytes.
    * @param options The slow-consumer policy for this message, if not the server's.
    * @returns How many got it here, and which were skipped, dropped, disconnected or had closed.
    * @throws {TypeError} If `data` is neither a string nor a `Uint8Array`, or the policy is unknown.
