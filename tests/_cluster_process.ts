@@ -23,7 +23,7 @@ const adapter = await NatsCluster.connect({
 const server = await ServerNetwork.listen({
   hostname: "127.0.0.1",
   port: 0,
-  cluster: { adapter, key, nodeId, heartbeatInterval: 250 },
+  cluster: { adapter, key, nodeId, heartbeatInterval: 500 },
   maxHandshakesPerAddress: 400,
   maxConnectionsPerAddress: 400,
 });

@@ -200,7 +200,9 @@ Deno.test({
     );
     for (const node of nodes) {
       await until(
-        () => node.events.filter((e) => e.activity === "node-joined").length === NODES - 1,
+        () =>
+          new Set(node.events.filter((e) => e.activity === "node-joined").map((e) => e.node))
+            .size === NODES - 1,
         `${node.id} to meet the others`,
       );
     }

@@ -37,7 +37,7 @@ async function cluster(nodes: number, bus = new InProcessCluster(), key = genera
       await ServerNetwork.listen({
         hostname: HOST,
         port: 0,
-        cluster: { adapter: bus.adapter(), key, nodeId: `node-${i}`, heartbeatInterval: 100 },
+        cluster: { adapter: bus.adapter(), key, nodeId: `node-${i}` },
       }),
     );
   }
