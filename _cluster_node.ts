@@ -20,6 +20,7 @@
 import { describe, positive } from "./_config.ts";
 import type {
   ClusterAdapter,
+  ClusterClient,
   ClusterHandlers,
   ClusterOptions,
   ClusterPresence,
@@ -91,6 +92,10 @@ export interface NodeHooks {
 /** The lowercase hex of bytes: how public keys travel and are indexed. */
 export function hex(bytes: Uint8Array): string {
   return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+function fromHex(text: string): Uint8Array<ArrayBuffer> {
+  return Uint8Array.from(text.match(/../g) ?? [], (byte) => parseInt(byte, 16));
 }
 
 /** Checks the `cluster` option. */
@@ -182,6 +187,16 @@ export class ClusterNode implements ClusterPresence {
 
   nodes(): string[] {
     return [...this.#peers.keys()];
+  }
+
+  clients(): ClusterClient[] {
+    const all: ClusterClient[] = [];
+    for (const [node, peer] of [[this.nodeId, this.#here] as const, ...this.#peers]) {
+      for (const { key, address } of peer.clients.values()) {
+        all.push({ node, publicKey: fromHex(key), address });
+      }
+    }
+    return all;
   }
 
   locate(client: Uint8Array | string): string | undefined {

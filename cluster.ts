@@ -107,6 +107,16 @@ export interface ClusterOptions {
   heartbeatInterval?: number;
 }
 
+/** A client connected to some node of the cluster. */
+export interface ClusterClient {
+  /** The id of the node that holds it. */
+  readonly node: string;
+  /** The client's static public key. */
+  readonly publicKey: Uint8Array<ArrayBuffer>;
+  /** Its address `host:port`, as its node sees it. */
+  readonly address: string;
+}
+
 /** What a server knows of its cluster: `server.cluster`. */
 export interface ClusterPresence {
   /** This node's id. */
@@ -119,6 +129,13 @@ export interface ClusterPresence {
    * @returns The ids.
    */
   nodes(): string[];
+  /**
+   * Every client of the cluster as this node knows it: its own, and those
+   * the other nodes announced.
+   *
+   * @returns One entry per connection, this node's first.
+   */
+  clients(): ClusterClient[];
   /**
    * Which node holds a client: this node's id if it is here.
    *

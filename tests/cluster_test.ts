@@ -119,6 +119,10 @@ Deno.test("sendTo() reaches a client on another node by public key or by address
     await a.sendTo("local by key", onA.publicKey);
     assert.equal((await onA.receive(bounded()))?.text(), "local by key");
     assert.equal(a.cluster!.locate(onA.publicKey), "node-0");
+    assert.deepEqual(
+      a.cluster!.clients().map((c) => [c.node, c.publicKey, c.address]),
+      [["node-0", onA.publicKey, onA.localAddress], ["node-1", onB.publicKey, onB.localAddress]],
+    );
     await assert.rejects(
       a.sendTo("nobody", generateClusterKey()),
       /no node of the cluster holds public key/,
