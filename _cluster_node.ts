@@ -18,6 +18,8 @@
  */
 
 import { describe, positive } from "./_config.ts";
+import type { ActivityWriter } from "./_internal.ts";
+import type { ActivityRecord } from "./activity.ts";
 import type {
   ClusterAdapter,
   ClusterClient,
@@ -31,6 +33,8 @@ const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 // A message older than this (by the receiver's clock) is a replay or hopelessly late.
 const MAX_AGE_MS = 60_000;
+// The records shareActivity shares: a client's, not the cluster's own.
+const SHARED_EVENTS: ReadonlySet<string> = new Set(["connected", "refused", "disconnected"]);
 // Presence goes in batches, so that a snapshot of many clients fits the bus's payload.
 const BATCH = 256;
 
@@ -45,7 +49,7 @@ interface Header {
   from: string;
   seq: number;
   time: number;
-  kind: "reset" | "join" | "leave" | "alive" | "bye" | "all" | "to";
+  kind: "reset" | "join" | "leave" | "alive" | "bye" | "all" | "to" | "activity";
   /** For reset: the sender (re)joins and asks every node for its presence. */
   hello?: boolean;
   /** For join and reset: [connection id, public key hex, address]. */
@@ -57,6 +61,8 @@ interface Header {
   /** For to: the client, by public key hex or address. */
   key?: string;
   address?: string;
+  /** For activity: the record, its public key in hex. */
+  record?: Omit<ActivityRecord, "publicKey"> & { publicKey?: string };
 }
 
 /** The last numbers taken from a node, on each channel. */
@@ -81,6 +87,8 @@ export interface NodeHooks {
   deliverAll(body: Uint8Array<ArrayBuffer>, text: boolean): void;
   /** A message from another node for one client here. */
   deliverTo(client: { key?: string; address?: string }, body: Uint8Array, text: boolean): void;
+  /** A record another node shared, for the activity log. */
+  record(record: ActivityRecord): void;
   /** A cluster event for the activity log. */
   log(
     event: "node-joined" | "node-left" | "cluster-down" | "cluster-up",
@@ -226,6 +234,25 @@ export class ClusterNode implements ClusterPresence {
         signal?.addEventListener("abort", wake, { once: true });
       });
     }
+  }
+
+  /**
+   * Wraps this server's activity writer so that its client records go to
+   * every other node too (`shareActivity`).
+   */
+  share(writer: ActivityWriter): ActivityWriter {
+    return {
+      add: (record) => {
+        writer.add(record);
+        if (record.node !== undefined || !SHARED_EVENTS.has(record.event)) return;
+        const { publicKey, ...rest } = record;
+        this.#send({
+          kind: "activity",
+          record: { ...rest, publicKey: publicKey && hex(publicKey) },
+        });
+      },
+      close: () => writer.close(),
+    };
   }
 
   /** A client connected here. */
@@ -390,6 +417,19 @@ export class ClusterNode implements ClusterPresence {
           body,
           header.text === true,
         );
+      case "activity": {
+        const record = header.record;
+        if (
+          typeof record?.address !== "string" || typeof record.message !== "string" ||
+          !SHARED_EVENTS.has(record.event)
+        ) return;
+        const { publicKey, ...rest } = record;
+        return this.#hooks.record({
+          ...rest,
+          node: header.from,
+          ...(publicKey !== undefined && { publicKey: fromHex(publicKey) }),
+        });
+      }
       case "alive":
         return;
     }

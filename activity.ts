@@ -78,6 +78,11 @@ export interface ActivityRecord {
   /** The peer's static public key, once proven. */
   readonly publicKey?: Uint8Array<ArrayBuffer>;
   /**
+   * For a record another node of the cluster shared (`cluster.shareActivity`):
+   * that node's id. Absent for this server's own records.
+   */
+  readonly node?: string;
+  /**
    * For a record that sums up a burst of refusals: how many refusals it
    * stands for (the first of a burst has its own record, without `count`).
    */

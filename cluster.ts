@@ -105,6 +105,16 @@ export interface ClusterOptions {
    * @default {1000}
    */
   heartbeatInterval?: number;
+  /**
+   * Share client activity: each node's `connected`, `refused` and
+   * `disconnected` records also go to every other node's activity log, with
+   * `node` naming where they happened, so that any node's log shows the
+   * whole cluster's. Records a node missed while its link was down are not
+   * resent.
+   *
+   * @default {false}
+   */
+  shareActivity?: boolean;
 }
 
 /** A client connected to some node of the cluster. */

@@ -679,6 +679,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     this.#table = table;
     this.#log = internals.writerOf!(this.activity);
     this.#cluster = options.cluster && this.#joinCluster(checkCluster(options.cluster));
+    if (this.#cluster && options.cluster?.shareActivity) this.#log = this.#cluster.share(this.#log);
     this.#listener = listen(
       checkHostname(hostname),
       checkPort(port),
@@ -1004,6 +1005,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
         if (connection === undefined || connection.isClosed) return;
         connection.send(text ? new TextDecoder().decode(bytes) : bytes).catch(() => {});
       },
+      record: (record) => this.#log.add(record),
       log,
     });
   }

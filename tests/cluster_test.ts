@@ -338,3 +338,28 @@ Deno.test("sendTo() by public key without a cluster reaches that client; an unkn
       error instanceof RangeError && /no open connection with public key/.test(error.message),
   );
 });
+
+Deno.test("With shareActivity, a node's log shows the clients of the others, naming their node", async () => {
+  const bus = new InProcessCluster();
+  const key = generateClusterKey();
+  const shared = (nodeId: string) => ({ adapter: bus.adapter(), key, nodeId, shareActivity: true });
+  await using a = await ServerNetwork.listen({ hostname: HOST, cluster: shared("a") });
+  await using b = await ServerNetwork.listen({ hostname: HOST, cluster: shared("b") });
+  const client = await ClientNetwork.connect({ hostname: HOST, port: b.port });
+  const connected = await activityOf(a, "connected");
+  assert.deepEqual(
+    [connected.node, connected.address, connected.publicKey],
+    ["b", client.localAddress, client.publicKey],
+  );
+  await client.close();
+  const left = await activityOf(a, "disconnected");
+  assert.deepEqual([left.node, left.reason, left.clean], ["b", "normal", true]);
+  // b's own records name no node; cluster events (a met b) stay on their node.
+  const own = await activityOf(b, "connected");
+  assert.equal(own.node, undefined);
+  const rest: string[] = [];
+  for (let record = b.activity.take(); record; record = b.activity.take()) {
+    rest.push(`${record.event} ${record.node ?? "-"}`);
+  }
+  assert.deepEqual(rest, ["disconnected -"]);
+});
