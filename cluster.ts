@@ -109,8 +109,7 @@ export interface ClusterOptions {
    * Share client activity: each node's `connected`, `refused` and
    * `disconnected` records also go to every other node's activity log, with
    * `node` naming where they happened, so that any node's log shows the
-   * whole cluster's. Records a node missed while its link was down are not
-   * resent.
+   * whole cluster's, delivered like any cluster message (at most once).
    *
    * @default {false}
    */
