@@ -97,7 +97,7 @@ async function startNats(): Promise<{ port: number; child: Deno.ChildProcess }> 
   const port = freePort();
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command("nats-server", {
+    child = new Deno.Command(natsServer(), {
       args: ["-a", HOST, "-p", String(port)],
       stdout: "null",
       stderr: "null",
@@ -194,4 +194,16 @@ for (const row of rows) {
       formatNumber((BROADCASTS * CLIENTS) / seconds)
     } | ${cluster} |`,
   );
+}
+
+/** Where nats-server is: on the PATH, or in /usr/sbin (Debian's place, not on every user's PATH). */
+function natsServer(): string {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    try {
+      if (dir !== "" && Deno.statSync(`${dir}/nats-server`).isFile) return `${dir}/nats-server`;
+    } catch {
+      // Not in this one.
+    }
+  }
+  return "/usr/sbin/nats-server";
 }

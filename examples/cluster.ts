@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   let nats = Deno.env.get("AESM_NATS");
   if (nats === undefined) {
     const natsPort = freePort();
-    natsProcess = new Deno.Command("nats-server", {
+    natsProcess = new Deno.Command(natsServer(), {
       args: ["-a", HOST, "-p", String(natsPort)],
       stdout: "null",
       stderr: "null",
@@ -111,4 +111,16 @@ async function waitForPort(port: number): Promise<void> {
     }
   }
   throw new Error(`Cannot reach nats-server on ${HOST}:${port}`);
+}
+
+/** Where nats-server is: on the PATH, or in /usr/sbin (Debian's place, not on every user's PATH). */
+function natsServer(): string {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    try {
+      if (dir !== "" && Deno.statSync(`${dir}/nats-server`).isFile) return `${dir}/nats-server`;
+    } catch {
+      // Not in this one.
+    }
+  }
+  return "/usr/sbin/nats-server";
 }

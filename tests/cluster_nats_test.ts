@@ -44,7 +44,7 @@ class Nats {
 
   async start(): Promise<void> {
     try {
-      this.#child = new Deno.Command("nats-server", {
+      this.#child = new Deno.Command(natsServer(), {
         args: ["-a", HOST, "-p", String(this.port), ...this.#args],
         stdin: "null",
         stdout: "null",
@@ -344,3 +344,15 @@ Deno.test("NatsCluster.connect() signs in with the user and password NATS asks f
     await nats.stop();
   }
 });
+
+/** Where nats-server is: on the PATH, or in /usr/sbin (Debian's place, not on every user's PATH). */
+function natsServer(): string {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    try {
+      if (dir !== "" && Deno.statSync(`${dir}/nats-server`).isFile) return `${dir}/nats-server`;
+    } catch {
+      // Not in this one.
+    }
+  }
+  return "/usr/sbin/nats-server";
+}
