@@ -4,8 +4,8 @@
  * routing over a {@linkcode ClusterAdapter}, the same for every adapter.
  * Private.
  *
- * A message on the bus is `nonce (12) | AES-256-GCM(header length (4, big
- * endian) | header JSON | body)`, with the additional data naming the
+ * A message on the bus is `header length (4, big endian) | header JSON |
+ * body`, sealed by `_cluster_seal.ts` with the additional data naming the
  * channel (`*` for every node, else the target node's id), so that the bus
  * can neither read nor alter a message, nor turn a message for one node into
  * one for another or for all. Each sender numbers its messages per channel,
@@ -17,6 +17,7 @@
  * @module
  */
 
+import { ClusterSealer, SEAL_OVERHEAD } from "./_cluster_seal.ts";
 import { describe, positive } from "./_config.ts";
 import type { ActivityWriter } from "./_internal.ts";
 import type { ActivityRecord } from "./activity.ts";
@@ -28,9 +29,6 @@ import type {
   ClusterPresence,
 } from "./cluster.ts";
 
-const AAD_PREFIX = "aesm-cluster/1 ";
-const NONCE_BYTES = 12;
-const TAG_BYTES = 16;
 // A message older than this (by the receiver's clock) is a replay or hopelessly late.
 const MAX_AGE_MS = 60_000;
 // The records shareActivity shares: a client's, not the cluster's own.
@@ -137,7 +135,7 @@ export class ClusterNode implements ClusterPresence {
   readonly nodeId: string;
   #adapter: ClusterAdapter;
   #rawKey: Uint8Array<ArrayBuffer>;
-  #key: CryptoKey | undefined;
+  #sealer: ClusterSealer | undefined;
   #hooks: NodeHooks;
   #interval: number;
   // This node's own clients, kept like a peer's.
@@ -167,10 +165,7 @@ export class ClusterNode implements ClusterPresence {
 
   /** Imports the key, joins the bus, says hello and starts the heartbeat. */
   async join(): Promise<void> {
-    this.#key = await crypto.subtle.importKey("raw", this.#rawKey, "AES-GCM", false, [
-      "encrypt",
-      "decrypt",
-    ]);
+    this.#sealer = await ClusterSealer.create(this.#rawKey);
     const handlers: ClusterHandlers = {
       receive: (bytes, direct) => this.#receive(bytes, direct),
       link: (up, detail) => this.#link(up, detail),
@@ -273,7 +268,7 @@ export class ClusterNode implements ClusterPresence {
    * @throws {RangeError} If it is too large.
    */
   checkSize(size: number): void {
-    const room = this.#adapter.maxPayload - NONCE_BYTES - TAG_BYTES - 512;
+    const room = this.#adapter.maxPayload - SEAL_OVERHEAD - 512;
     if (size > room) {
       throw new RangeError(
         `Cannot send message to the cluster: ${size} bytes is more than the bus carries ` +
@@ -304,13 +299,13 @@ export class ClusterNode implements ClusterPresence {
 
   // Everything this node publishes, in order; the numbers are taken now, in call order.
   #send(fields: Omit<Header, "from" | "seq" | "time">, body?: Uint8Array, to?: string): void {
-    if (this.#key === undefined || this.#closed) return;
+    if (this.#sealer === undefined || this.#closed) return;
     const seq = to === undefined ? ++this.#seqAll : ++this.#seqDirect;
     const header: Header = { from: this.nodeId, seq, time: Date.now(), ...fields };
-    const key = this.#key;
-    const copy = body?.slice(); // The caller may reuse its buffer once the send returns.
+    const sealer = this.#sealer;
+    const plain = encode(header, body); // A copy: the caller may reuse its buffer at once.
     this.#outbox = this.#outbox.then(async () => {
-      const sealed = await seal(key, header, copy, to ?? "*");
+      const sealed = await sealer.seal(plain, to ?? "*");
       try {
         this.#adapter.publish(sealed, to);
       } catch {
@@ -358,9 +353,9 @@ export class ClusterNode implements ClusterPresence {
   }
 
   #receive(bytes: Uint8Array<ArrayBuffer>, direct: boolean): void {
-    const key = this.#key;
-    if (key === undefined || this.#closed) return;
-    const opening = open(key, bytes, direct ? this.nodeId : "*");
+    const sealer = this.#sealer;
+    if (sealer === undefined || this.#closed) return;
+    const opening = open(sealer, bytes, direct ? this.nodeId : "*");
     this.#inbox = this.#inbox.then(async () => {
       const message = await opening;
       if (message !== undefined && !this.#closed) this.#take(message.header, message.body, direct);
@@ -468,48 +463,24 @@ function decrement(counts: Map<string, number>, name: string): void {
   else counts.set(name, count);
 }
 
-async function seal(
-  key: CryptoKey,
-  header: Header,
-  body: Uint8Array | undefined,
-  channel: string,
-): Promise<Uint8Array<ArrayBuffer>> {
+function encode(header: Header, body: Uint8Array | undefined): Uint8Array<ArrayBuffer> {
   const head = new TextEncoder().encode(JSON.stringify(header));
   const plain = new Uint8Array(4 + head.length + (body?.length ?? 0));
   new DataView(plain.buffer).setUint32(0, head.length);
   plain.set(head, 4);
   if (body !== undefined) plain.set(body, 4 + head.length);
-  const iv = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
-  const additionalData = new TextEncoder().encode(AAD_PREFIX + channel);
-  const sealed = await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData }, key, plain);
-  const out = new Uint8Array(NONCE_BYTES + sealed.byteLength);
-  out.set(iv);
-  out.set(new Uint8Array(sealed), NONCE_BYTES);
-  return out;
+  return plain;
 }
 
 // A message that does not open (another key, tampered, meant for another
 // channel) or does not parse is dropped: the bus is not trusted.
 async function open(
-  key: CryptoKey,
+  sealer: ClusterSealer,
   bytes: Uint8Array<ArrayBuffer>,
   channel: string,
 ): Promise<{ header: Header; body: Uint8Array<ArrayBuffer> } | undefined> {
-  if (bytes.length < NONCE_BYTES + TAG_BYTES + 4) return undefined;
-  let plain: Uint8Array<ArrayBuffer>;
-  try {
-    const additionalData = new TextEncoder().encode(AAD_PREFIX + channel);
-    const iv = bytes.subarray(0, NONCE_BYTES);
-    plain = new Uint8Array(
-      await crypto.subtle.decrypt(
-        { name: "AES-GCM", iv, additionalData },
-        key,
-        bytes.subarray(NONCE_BYTES),
-      ),
-    );
-  } catch {
-    return undefined;
-  }
+  const plain = await sealer.open(bytes, channel);
+  if (plain === undefined || plain.length < 4) return undefined;
   const length = new DataView(plain.buffer).getUint32(0);
   if (4 + length > plain.length) return undefined;
   try {
