@@ -255,6 +255,7 @@ export class ClusterNode implements ClusterPresence {
     const clients: [number, string, string][] = [[id, hex(publicKey), address]];
     addClients(this.#here, clients);
     this.#send({ kind: "join", clients });
+    this.#wake();
   }
 
   /** A client here disconnected. */

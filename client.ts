@@ -65,6 +65,15 @@ export interface ClientOptions extends ConnectionOptions {
   /** The server's port. */
   port: number;
   /**
+   * More servers to reconnect to, such as the other nodes of a cluster:
+   * after a connection is lost, each attempt goes to the next address in
+   * turn (`hostname:port` first, then these, then round again). Every one
+   * must pass the same checks (`psk`, `serverPublicKey`).
+   *
+   * @default {[]}
+   */
+  endpoints?: Endpoint[];
+  /**
    * The application name, bound into the handshake: the server must use the same.
    *
    * @default {"aesm"}
@@ -107,6 +116,18 @@ export interface ClientOptions extends ConnectionOptions {
    * @default {10000}
    */
   activityLimit?: number;
+}
+
+/** A server address, for {@linkcode ClientOptions.endpoints}. */
+export interface Endpoint {
+  /**
+   * The server's address.
+   *
+   * @default {"127.0.0.1"}
+   */
+  hostname?: string;
+  /** The server's port. */
+  port: number;
 }
 
 /**
@@ -249,6 +270,8 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   /** Resolves once first connected; rejects with why the first connect failed. */
   readonly ready: Promise<void>;
   #config: ClientConfig;
+  #targets: { hostname: string; port: number }[];
+  #target = 0;
   #options: ConnectionOptions;
   #policy: ReconnectPolicy | false;
   #connection: Connection | undefined;
@@ -287,6 +310,10 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
         (assertBytes(options.serverPublicKey, "serverPublicKey", 32),
           copy(options.serverPublicKey)),
     };
+    this.#targets = [
+      { hostname: this.#config.hostname, port: this.#config.port },
+      ...checkEndpoints(options.endpoints),
+    ];
     this.#policy = checkReconnect(options.reconnect);
     this.#options = { ...options, maxMessageSize: this.#config.maxMessageSize };
     this.retrieved = new PacketQueue(options);
@@ -518,7 +545,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
 
   // One attempt: TCP connect, handshake, connection. The signal aborts it.
   async #open(signal: AbortSignal): Promise<Connection> {
-    const config = this.#config;
+    const config = { ...this.#config, ...this.#targets[this.#target] };
     let conn: Deno.TcpConn | undefined;
     try {
       const established = await withDeadline(config.handshakeTimeout, signal, async (deadline) => {
@@ -587,6 +614,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     let attempt = 0;
     while (attempt < policy.maxAttempts) {
       attempt++;
+      this.#target = (this.#target + 1) % this.#targets.length;
       const delay = refusals > 0 ? policy.maxDelay : backoff(policy, this.#carried + attempt);
       this.#logAttempt("reconnecting", attempt, last, delay);
       if (!await sleep(delay, this.#cancel.signal)) return this.#finishClosed(lost);
@@ -622,7 +650,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       ? `reconnecting in ${delay} ms (attempt ${attempt}${of}): ${last.message}`
       : `gave up after attempt ${attempt}${of}: ${last.message}`;
     this.#log.add({
-      address: formatTarget(this.#config.hostname, this.#config.port),
+      address: formatTarget(this.#targets[this.#target].hostname, this.#targets[this.#target].port),
       accepted: false,
       time: Date.now(),
       event,
@@ -659,6 +687,26 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     this.#log.close();
     this.#ended.resolve(info);
   }
+}
+
+function checkEndpoints(endpoints: unknown): { hostname: string; port: number }[] {
+  if (endpoints === undefined) return [];
+  if (!Array.isArray(endpoints)) {
+    throw new TypeError(
+      `Cannot use option endpoints: expected an array of { hostname, port }, got ${typeof endpoints}`,
+    );
+  }
+  return endpoints.map((endpoint: Endpoint) => {
+    if (typeof endpoint !== "object" || endpoint === null) {
+      throw new TypeError(
+        `Cannot use option endpoints: expected { hostname, port } items, got ${String(endpoint)}`,
+      );
+    }
+    return {
+      hostname: checkHostname(endpoint.hostname ?? "127.0.0.1"),
+      port: checkPort(endpoint.port),
+    };
+  });
 }
 
 function errorMessage(error: unknown): string {

@@ -363,3 +363,41 @@ Deno.test("With shareActivity, a node's log shows the clients of the others, nam
   }
   assert.deepEqual(rest, ["disconnected -"]);
 });
+
+Deno.test("A client with endpoints reconnects to the next node when its node stops", async () => {
+  await using c = await cluster(2);
+  const [a, b] = c.servers;
+  await using client = await ClientNetwork.connect({
+    hostname: HOST,
+    port: a.port,
+    endpoints: [{ hostname: HOST, port: b.port }],
+    reconnect: { initialDelay: 20, maxDelay: 200 },
+  });
+  await a.cluster!.ready(client.publicKey, bounded());
+  await a.stop();
+  const events: string[] = [];
+  while (events.at(-1) !== `connected ${b.address}`) {
+    const record = await client.activity.receive(bounded());
+    assert.ok(record !== undefined, "the client's log ended");
+    events.push(`${record.event} ${record.address}`);
+  }
+  assert.deepEqual(events, [
+    `connected ${a.address}`,
+    `disconnected ${a.address}`,
+    `reconnecting ${b.address}`,
+    `connected ${b.address}`,
+  ]);
+  assert.equal(client.address, b.address);
+  assert.equal(await b.cluster!.ready(client.publicKey, bounded()), "node-1");
+  await b.sendTo("found you", client.publicKey);
+  assert.equal((await client.receive(bounded()))?.text(), "found you");
+});
+
+Deno.test("The endpoints option is checked", () => {
+  assert.throws(
+    // deno-lint-ignore no-explicit-any
+    () => new ClientNetwork(HOST, 1, { endpoints: "127.0.0.1:2" as any }),
+    (error: Error) => error instanceof TypeError && /expected an array/.test(error.message),
+  );
+  assert.throws(() => new ClientNetwork(HOST, 1, { endpoints: [{ port: 70000 }] }), RangeError);
+});
