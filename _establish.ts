@@ -21,7 +21,7 @@ import { encodeFrame, encodeFrameHeader, type Frame, FrameType } from "./framing
 import type { HandshakeError, HandshakeState } from "./handshake.ts";
 import "./handshake.ts"; // Registers the handshake hooks this module uses.
 import { FrameReader } from "./_frame_reader.ts";
-import { sendAndClose, writeAll } from "./_socket.ts";
+import { sendAndClose, type Transport } from "./_transport.ts";
 
 /** The preamble's magic: ASCII "aesm". */
 export const MAGIC = new Uint8Array([0x61, 0x65, 0x73, 0x6d]);
@@ -198,7 +198,7 @@ async function createState(
 class Handshake {
   readonly reader: FrameReader;
 
-  constructor(readonly conn: Deno.Conn, preambleLength: number) {
+  constructor(readonly conn: Transport, preambleLength: number) {
     this.reader = new FrameReader(conn, preambleLength);
   }
 
@@ -224,7 +224,7 @@ class Handshake {
   }
 
   async write(bytes: Uint8Array): Promise<void> {
-    await writeAll(this.conn, bytes);
+    await this.conn.write(bytes);
   }
 
   /**
@@ -266,7 +266,7 @@ export interface ClientHandshakeConfig extends HandshakeConfig {
  * connection is left for the caller to close.
  */
 export async function establishClient(
-  conn: Deno.Conn,
+  conn: Transport,
   config: ClientHandshakeConfig,
 ): Promise<Established> {
   const io = new Handshake(conn, 0);
@@ -337,7 +337,7 @@ export interface ServerHandshakeConfig extends HandshakeConfig {
 
 /** Runs the responder's side. On failure the connection is left for the caller to close. */
 export async function establishServer(
-  conn: Deno.Conn,
+  conn: Transport,
   config: ServerHandshakeConfig,
 ): Promise<Established> {
   const io = new Handshake(conn, PREAMBLE_LENGTH);

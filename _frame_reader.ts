@@ -1,6 +1,6 @@
 // Copyright 2026 the aesm authors. MIT license.
 /**
- * Reads frames from a `Deno.Conn` with one pending read at a time and no
+ * Reads frames from a transport with one pending read at a time and no
  * stream machinery: the read side of a connection, from the preamble to the
  * end. Private.
  *
@@ -8,6 +8,7 @@
  */
 
 import { FrameParser } from "./_frame_parser.ts";
+import type { Transport } from "./_transport.ts";
 import type { Frame } from "./framing.ts";
 
 const MIN_READ = 4 * 1024;
@@ -30,14 +31,14 @@ export interface FrameBatch {
  * read are views of it.
  */
 export class FrameReader {
-  #conn: Deno.Conn;
+  #conn: Transport;
   #parser: FrameParser;
   #size = MIN_READ;
   #pending: Frame[] = [];
   #error: unknown;
   #done = false;
 
-  constructor(conn: Deno.Conn, preambleLength = 0) {
+  constructor(conn: Transport, preambleLength = 0) {
     this.#conn = conn;
     this.#parser = new FrameParser(preambleLength);
   }

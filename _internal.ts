@@ -12,10 +12,11 @@ import type { Packet, PacketQueue, PacketQueueOptions } from "./queue.ts";
 import type { ActivityLog, ActivityRecord } from "./activity.ts";
 import type { Arrivals } from "./_arrivals.ts";
 import type { ByteBudget } from "./_budget.ts";
+import type { Transport } from "./_transport.ts";
 
 /** What a server or client passes to make a connection. */
 export interface ConnectionInit {
-  readonly conn: Deno.Conn;
+  readonly conn: Transport;
   readonly established: Established;
   readonly options: ConnectionOptions;
   readonly queue: PacketQueue;

@@ -33,7 +33,8 @@ import {
   weigh,
   worthReconnecting,
 } from "./_reconnect.ts";
-import { closeQuietly } from "./_socket.ts";
+import type { Transport } from "./_transport.ts";
+import { dialTcp } from "./_tcp.ts";
 import {
   BufferFullError,
   type CloseReason,
@@ -546,18 +547,13 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   // One attempt: TCP connect, handshake, connection. The signal aborts it.
   async #open(signal: AbortSignal): Promise<Connection> {
     const config = { ...this.#config, ...this.#targets[this.#target] };
-    let conn: Deno.TcpConn | undefined;
+    let conn: Transport | undefined;
     try {
       const established = await withDeadline(config.handshakeTimeout, signal, async (deadline) => {
-        conn = await Deno.connect({
-          hostname: config.hostname,
-          port: config.port,
-          signal: deadline,
-        }).catch((error) => {
+        conn = await dialTcp(config.hostname, config.port, deadline).catch((error) => {
           throw deadline.aborted ? error : connectError(error, config.hostname, config.port);
         });
         deadline.throwIfAborted();
-        conn.setNoDelay(true);
         return await establishClient(conn, { ...config, keyPair: this.#keyPair! });
       });
       return internals.openConnection!({
@@ -568,7 +564,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
         sharedQueue: true,
       });
     } catch (error) {
-      if (conn !== undefined) closeQuietly(conn);
+      conn?.close();
       throw error;
     }
   }

@@ -25,7 +25,7 @@
 import type { ByteBudget } from "./_budget.ts";
 import { FrameOpener } from "./_frame_opener.ts";
 import { TransportLimits } from "./_transport_limits.ts";
-import { closeQuietly, writeAll } from "./_socket.ts";
+import { hostPort, type Transport } from "./_transport.ts";
 import type { Established } from "./_establish.ts";
 import { type ConnectionInit, internals, type PacketSink } from "./_internal.ts";
 import {
@@ -258,7 +258,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
   /** Resolves once the connection has ended, with why. Never rejects. */
   readonly closed: Promise<CloseInfo>;
 
-  #conn: Deno.Conn;
+  #conn: Transport;
   #established: Established;
   #sink: PacketSink;
   #sharedQueue: boolean;
@@ -329,8 +329,8 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     this.data = queue;
     this.#sink = internals.sinkOf!(queue);
     this.#sharedQueue = init.sharedQueue ?? false;
-    this.address = formatAddress(conn.remoteAddr);
-    this.localAddress = formatAddress(conn.localAddr);
+    this.address = conn.remoteAddress;
+    this.localAddress = conn.localAddress;
     this.remotePublicKey = established.remotePublicKey;
     this.handshakeHash = established.handshakeHash;
     this.peerMaxMessageSize = established.peerMaxMessageSize;
@@ -801,7 +801,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
       };
     }
     clearTimeout(this.#heartbeat);
-    closeQuietly(this.#conn);
+    this.#conn.close();
     this.#budget?.add(-this.#assembling);
     this.#budget?.settle(this);
     this.#assembling = 0;
@@ -906,7 +906,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     this.#writeStarted = performance.now();
     this.#writeWatch ??= setTimeout(this.#watchWrite, this.#writeTimeout);
     try {
-      await writeAll(this.#conn, frame);
+      await this.#conn.write(frame);
       this.#lastWrite = performance.now();
     } finally {
       this.#writeStarted = undefined;
@@ -932,7 +932,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
  * Formats a network address as `host:port`, bracketing IPv6 hosts: the form
  * of every `address` in this library.
  *
- * @param addr A TCP or UDP address (a Unix socket address gives its path).
+ * @param addr A TCP or UDP address such as `Deno.NetAddr` (a Unix socket address gives its path).
  * @returns The address as `host:port`.
  *
  * @example Formatting IPv4 and IPv6 addresses
@@ -948,13 +948,14 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
  * assert.equal(formatAddress(listener.addr), `127.0.0.1:${listener.addr.port}`);
  * ```
  */
-export function formatAddress(addr: Deno.Addr): string {
-  if (addr.transport !== "tcp" && addr.transport !== "udp") {
-    return String((addr as { path?: string }).path);
-  }
-  return addr.hostname.includes(":")
-    ? `[${addr.hostname}]:${addr.port}`
-    : `${addr.hostname}:${addr.port}`;
+export function formatAddress(addr: {
+  readonly transport: string;
+  readonly hostname?: string;
+  readonly port?: number;
+  readonly path?: string;
+}): string {
+  if (addr.transport !== "tcp" && addr.transport !== "udp") return String(addr.path);
+  return hostPort(addr.hostname!, addr.port!);
 }
 
 /** The longest prefix of UTF-8 `bytes` of at most `max` bytes that ends on a character boundary. */

@@ -61,7 +61,8 @@ import { checkCluster, ClusterNode, hex } from "./_cluster_node.ts";
 import { type ActivityWriter, disconnectedRecord, internals } from "./_internal.ts";
 import { openFileLimit } from "./_limits.ts";
 import { sourceOf } from "./_source.ts";
-import { closeQuietly, sendAndClose } from "./_socket.ts";
+import { sendAndClose, type Transport } from "./_transport.ts";
+import { TcpListener } from "./_tcp.ts";
 import { ActivityLog, type ActivityRecord, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
 import type { ClusterOptions, ClusterPresence } from "./cluster.ts";
@@ -603,7 +604,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   /** Resolves once the key pair is ready and handshakes can run; rejects if the options are bad. */
   readonly ready: Promise<void>;
 
-  #listener: Deno.TcpListener;
+  #listener: TcpListener;
   #options: ServerOptions;
   #arrivals = new Arrivals<Packet>();
   #table: { add(connection: Connection): void; remove(connection: Connection): void };
@@ -680,7 +681,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     this.#log = internals.writerOf!(this.activity);
     this.#cluster = options.cluster && this.#joinCluster(checkCluster(options.cluster));
     if (this.#cluster && options.cluster?.shareActivity) this.#log = this.#cluster.share(this.#log);
-    this.#listener = listen(
+    this.#listener = new TcpListener(
       checkHostname(hostname),
       checkPort(port),
       positive(options.tcpBacklog, "tcpBacklog", 1024),
@@ -711,17 +712,17 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
 
   /** The hostname listened on. */
   get hostname(): string {
-    return this.#listener.addr.hostname;
+    return this.#listener.hostname;
   }
 
   /** The port listened on: the chosen one when 0 was asked. */
   get port(): number {
-    return this.#listener.addr.port;
+    return this.#listener.port;
   }
 
   /** The address listened on, `host:port`. */
   get address(): string {
-    return formatAddress(this.#listener.addr);
+    return formatAddress({ transport: "tcp", ...this.#listener });
   }
 
   /**
@@ -1012,11 +1013,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
 
   #closeListener(): void {
     this.#listenerClosed = true;
-    try {
-      this.#listener.close();
-    } catch {
-      // Closed already, after a failed start.
-    }
+    this.#listener.close();
   }
 
   // Ends only once the listener is closed: a failed accept (out of file
@@ -1025,11 +1022,12 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   async #accept(): Promise<void> {
     let backoff = 0;
     while (!this.#listenerClosed) {
-      let conn: Deno.TcpConn;
+      let conn: Transport | undefined;
       try {
         conn = await this.#listener.accept();
+        if (conn === undefined) return;
       } catch (error) {
-        if (this.#listenerClosed || error instanceof Deno.errors.BadResource) return;
+        if (this.#listenerClosed) return;
         backoff = Math.min(MAX_ACCEPT_BACKOFF, Math.max(MIN_ACCEPT_BACKOFF, backoff * 2));
         const why = error instanceof Error ? error.message : String(error);
         this.#refuse(
@@ -1045,11 +1043,11 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     }
   }
 
-  #admit(conn: Deno.TcpConn): void {
-    const address = formatAddress(conn.remoteAddr);
+  #admit(conn: Transport): void {
+    const address = conn.remoteAddress;
     if (this.#stopping.signal.aborted) return void conn.close();
-    const host = sourceOf(conn.remoteAddr.hostname);
-    const refused = this.#admission(conn.remoteAddr.hostname, host);
+    const host = sourceOf(conn.remoteHostname);
+    const refused = this.#admission(conn.remoteHostname, host);
     if (refused !== undefined) return this.#refuseAtAccept(conn, address, refused);
     this.#count(host, 1, 0);
     this.#track(this.#handshake(conn, address, host));
@@ -1068,12 +1066,12 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   // A refused socket lingers to deliver its refusal (closing it with unread
   // data would reset it); lingering sockets hold descriptors too, so they
   // have their own bound, past which a refused socket is closed at once.
-  #refuseAtAccept(conn: Deno.TcpConn, address: string, reason: RefuseReason): void {
+  #refuseAtAccept(conn: Transport, address: string, reason: RefuseReason): void {
     this.#refuse(address, reason, `Refused ${address}: ${reason}`);
     this.#sendRefusal(conn, reason);
   }
 
-  #sendRefusal(conn: Deno.TcpConn, reason: RefuseReason): void {
+  #sendRefusal(conn: Transport, reason: RefuseReason): void {
     const linger = this.#lingering < this.#maxPendingHandshakes ? undefined : 0;
     this.#lingering++;
     const refusing = sendAndClose(conn, encodeRefuse(reason), linger);
@@ -1096,12 +1094,11 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     task.finally(() => this.#handshakes.delete(task));
   }
 
-  async #handshake(conn: Deno.TcpConn, address: string, host: string): Promise<void> {
+  async #handshake(conn: Transport, address: string, host: string): Promise<void> {
     let connection: Connection;
     const slot = { taken: false, over: false };
     try {
       await abortable(this.ready, this.#stopping.signal);
-      conn.setNoDelay(true);
       const established = await withDeadline(
         this.#config.handshakeTimeout,
         this.#stopping.signal,
@@ -1132,7 +1129,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       // A client past the deadline is told so (PROTOCOL.md section 4), best effort.
       if (error instanceof TimeoutError && !this.#stopping.signal.aborted) {
         this.#sendRefusal(conn, "timeout");
-      } else closeQuietly(conn);
+      } else conn.close();
       const reason = this.#stopping.signal.aborted
         ? "aborted"
         : (error as { reason?: RefuseReason }).reason ??
@@ -1279,28 +1276,4 @@ function encodeData(data: string | Uint8Array): { bytes: Uint8Array; text: boole
 
 function keyId(key: Uint8Array): string {
   return Array.from(key, (byte) => byte.toString(16).padStart(2, "0")).join("");
-}
-
-function listen(
-  hostname: string,
-  port: number,
-  tcpBacklog: number,
-  reusePort: boolean,
-): Deno.TcpListener {
-  // Without the flag, Deno ends the process on reusePort instead of throwing;
-  // Deno.listenDatagram exists exactly when the flag is given.
-  if (reusePort && typeof (Deno as { listenDatagram?: unknown }).listenDatagram !== "function") {
-    throw new TypeError("Cannot listen with reusePort: run Deno with --unstable-net");
-  }
-  try {
-    return Deno.listen({ hostname, port, tcpBacklog, ...(reusePort ? { reusePort } : {}) });
-  } catch (error) {
-    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
-    const address = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
-    throw new Deno.errors.AddrInUse(
-      `Cannot listen on ${address}: the address is in use (another server?); ` +
-        "stop it, or pick another port (0 picks a free one)",
-      { cause: error },
-    );
-  }
 }

@@ -9,6 +9,7 @@
 import { DecryptStream, Fault, FrameFaultStream, RecordDecoderStream } from "./_stages.ts";
 import assert from "node:assert/strict";
 import { establishClient, establishServer } from "../_establish.ts";
+import type { Transport } from "../_transport.ts";
 import { RecordBatcher } from "../_record.ts";
 import { CipherState, generateKeyPair, type KeyPair } from "../cipher.ts";
 import { HandshakeError, ProtocolError } from "../errors.ts";
@@ -397,8 +398,8 @@ class FakeConn {
   #written: Bytes[] = [];
   #waiting: (() => void) | undefined;
 
-  get conn(): Deno.Conn {
-    return this as unknown as Deno.Conn;
+  get conn(): Transport {
+    return this as unknown as Transport;
   }
 
   /** Feeds bytes in small chunks. */
