@@ -35,6 +35,7 @@ import {
 } from "./_reconnect.ts";
 import type { Transport } from "./_transport.ts";
 import { dialTcp } from "./_tcp.ts";
+import { dialWebSocket } from "./_websocket.ts";
 import {
   BufferFullError,
   type CloseReason,
@@ -63,8 +64,14 @@ export interface ClientOptions extends ConnectionOptions {
    * @default {"127.0.0.1"}
    */
   hostname?: string;
-  /** The server's port. */
-  port: number;
+  /** The server's port (required unless `url` is given). */
+  port?: number;
+  /**
+   * Connect over WebSocket instead of TCP: a `ws://` or `wss://` URL of a
+   * server's WebSocket listener (`PROTOCOL.md` section 10). Replaces
+   * `hostname` and `port`; the only way in a browser.
+   */
+  url?: string | URL;
   /**
    * More servers to reconnect to, such as the other nodes of a cluster:
    * after a connection is lost, each attempt goes to the next address in
@@ -163,6 +170,8 @@ export interface ReconnectOptions {
 }
 
 interface ClientConfig {
+  /** Where to connect over WebSocket, if not over TCP. */
+  readonly url: URL | undefined;
   readonly hostname: string;
   readonly port: number;
   readonly applicationName: string;
@@ -303,9 +312,11 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     options?: Omit<ClientOptions, "hostname" | "port">,
   ) {
     options ??= {};
+    const url = options.url === undefined ? undefined : checkUrl(options.url);
     this.#config = {
-      hostname: checkHostname(hostname),
-      port: checkPort(port),
+      url,
+      hostname: url ? url.hostname : checkHostname(hostname),
+      port: url ? 0 : checkPort(port),
       ...commonConfig(options),
       serverPublicKey: options.serverPublicKey &&
         (assertBytes(options.serverPublicKey, "serverPublicKey", 32),
@@ -351,7 +362,11 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   static async connect(options: ClientOptions): Promise<ClientNetwork> {
-    const client = new ClientNetwork(options.hostname ?? "127.0.0.1", options.port, options);
+    const client = new ClientNetwork(
+      options.hostname ?? "127.0.0.1",
+      options.port as number,
+      options,
+    );
     await client.ready;
     return client;
   }
@@ -550,9 +565,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     let conn: Transport | undefined;
     try {
       const established = await withDeadline(config.handshakeTimeout, signal, async (deadline) => {
-        conn = await dialTcp(config.hostname, config.port, deadline).catch((error) => {
-          throw deadline.aborted ? error : connectError(error, config.hostname, config.port);
-        });
+        conn = await dial(config, deadline);
         deadline.throwIfAborted();
         return await establishClient(conn, { ...config, keyPair: this.#keyPair! });
       });
@@ -646,7 +659,8 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       ? `reconnecting in ${delay} ms (attempt ${attempt}${of}): ${last.message}`
       : `gave up after attempt ${attempt}${of}: ${last.message}`;
     this.#log.add({
-      address: formatTarget(this.#targets[this.#target].hostname, this.#targets[this.#target].port),
+      address: this.#config.url?.host ??
+        formatTarget(this.#targets[this.#target].hostname, this.#targets[this.#target].port),
       accepted: false,
       time: Date.now(),
       event,
@@ -711,6 +725,42 @@ function errorMessage(error: unknown): string {
 
 function formatTarget(hostname: string, port: number): string {
   return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+}
+
+function dial(
+  config: { url: URL | undefined; hostname: string; port: number },
+  signal: AbortSignal,
+): Promise<Transport> {
+  const dialing = config.url
+    ? dialWebSocket(config.url, signal)
+    : dialTcp(config.hostname, config.port, signal);
+  return dialing.catch((error) => {
+    if (signal.aborted) throw error;
+    if (config.url) throw webSocketError(error, config.url);
+    throw connectError(error, config.hostname, config.port);
+  });
+}
+
+function checkUrl(url: string | URL): URL {
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // Reported below.
+  }
+  if (parsed?.protocol !== "ws:" && parsed?.protocol !== "wss:") {
+    throw new TypeError(`Cannot connect: url must be a ws:// or wss:// URL, got ${String(url)}`);
+  }
+  return parsed;
+}
+
+function webSocketError(error: unknown, url: URL): ConnectError {
+  const why = (error as Error).message ?? String(error);
+  return new ConnectError(`Cannot connect to ${url.href}: ${why}`, {
+    code: "EWEBSOCKET",
+    address: url.host,
+    cause: error,
+  });
 }
 
 function connectError(error: unknown, hostname: string, port: number): ConnectError {

@@ -63,6 +63,7 @@ import { openFileLimit } from "./_limits.ts";
 import { sourceOf } from "./_source.ts";
 import { sendAndClose, type Transport } from "./_transport.ts";
 import { TcpListener } from "./_tcp.ts";
+import { type RequestInfo, upgradeRequest, WebSocketListener } from "./_websocket_server.ts";
 import { ActivityLog, type ActivityRecord, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
 import type { ClusterOptions, ClusterPresence } from "./cluster.ts";
@@ -110,6 +111,22 @@ interface Burst {
   timer: ReturnType<typeof setTimeout>;
 }
 
+/** Where a server accepts WebSocket clients. */
+export interface WebSocketOptions {
+  /**
+   * The port of the HTTP server; 0 picks a free one (read it from `webSocketPort`).
+   *
+   * @default {0}
+   */
+  port?: number;
+  /**
+   * The path upgraded; other paths are answered 404.
+   *
+   * @default {"/"}
+   */
+  path?: string;
+}
+
 /** Options of {@linkcode ServerNetwork}. */
 export interface ServerOptions extends ConnectionOptions {
   /**
@@ -124,6 +141,13 @@ export interface ServerOptions extends ConnectionOptions {
    * @default {0}
    */
   port?: number;
+  /**
+   * Also accept clients over WebSocket (`PROTOCOL.md` section 10): an HTTP
+   * server on `hostname` that upgrades requests to `path`, feeding the same
+   * connections, queues and activity log. To serve WebSocket from your own
+   * HTTP server instead, pass its requests to {@linkcode ServerNetwork.upgrade}.
+   */
+  webSocket?: WebSocketOptions;
   /**
    * The application name, bound into the handshake: clients must use the same.
    *
@@ -605,6 +629,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   readonly ready: Promise<void>;
 
   #listener: TcpListener;
+  #webListener: WebSocketListener | undefined;
   #options: ServerOptions;
   #arrivals = new Arrivals<Packet>();
   #table: { add(connection: Connection): void; remove(connection: Connection): void };
@@ -687,6 +712,12 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       positive(options.tcpBacklog, "tcpBacklog", 1024),
       options.reusePort === true,
     );
+    try {
+      this.#webListener = this.#listenWebSocket(options.webSocket);
+    } catch (error) {
+      this.#listener.close();
+      throw error;
+    }
     this.ready = loadKeyPair(options.keyPair, options.keyFile).then(async (pair) => {
       this.#keyPair = pair;
       await this.#cluster?.join();
@@ -723,6 +754,71 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   /** The address listened on, `host:port`. */
   get address(): string {
     return formatAddress({ transport: "tcp", ...this.#listener });
+  }
+
+  /** The port of the WebSocket listener, if the server has one (`webSocket` option). */
+  get webSocketPort(): number | undefined {
+    return this.#webListener?.port;
+  }
+
+  /**
+   * Upgrades an HTTP request to an aesm WebSocket connection, for a server
+   * that serves WebSocket from its own `Deno.serve` (or any framework that
+   * gives a `Request`): the connection joins this server's connections,
+   * queues and activity log like a TCP one. A request that is not a
+   * WebSocket upgrade offering the `aesm.v1` subprotocol is answered with
+   * a 426 or 400 response saying why.
+   *
+   * @param request The request.
+   * @param info The peer's address, as `Deno.serve` passes it: the per-address bounds and
+   * `connection.address` use it (without it, the address is `""`).
+   * @returns The response to return to the HTTP server.
+   *
+   * @example Serving aesm from your own HTTP server
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { ClientNetwork, ServerNetwork } from "@aesm/aesm";
+   *
+   * await using server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0 });
+   * await using http = Deno.serve(
+   *   { hostname: "127.0.0.1", port: 0, onListen() {} },
+   *   (request, info) => server.upgrade(request, info),
+   * );
+   * await using client = await ClientNetwork.connect({ url: `ws://127.0.0.1:${http.addr.port}/` });
+   * await client.send("over WebSocket");
+   * assert.equal((await server.receive())?.data, "over WebSocket");
+   * await client.close();
+   * await server.stop();
+   * ```
+   */
+  upgrade(request: Request, info?: RequestInfo): Response {
+    if (this.#stopping.signal.aborted) {
+      return new Response("Cannot upgrade: the server is stopping", { status: 503 });
+    }
+    const local = this.#webListener
+      ? formatAddress({ transport: "tcp", ...this.#webListener })
+      : new URL(request.url).host;
+    const { response, opened } = upgradeRequest(
+      request,
+      info,
+      local,
+      this.#config.handshakeTimeout,
+      this.#stopping.signal,
+    );
+    this.#track(opened.then((transport) => this.#admit(transport), () => {}));
+    return response;
+  }
+
+  #listenWebSocket(options: WebSocketOptions | undefined): WebSocketListener | undefined {
+    if (options === undefined) return undefined;
+    const path = options.path ?? "/";
+    if (typeof path !== "string" || !path.startsWith("/")) {
+      throw new TypeError(`Cannot listen: webSocket.path must start with "/", got ${path}`);
+    }
+    return new WebSocketListener(
+      { hostname: this.hostname, port: checkPort(options.port ?? 0), path },
+      (request, info) => this.upgrade(request, info),
+    );
   }
 
   /**
@@ -987,6 +1083,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     await Promise.allSettled(
       [...this.connections].map((connection) => connection.close({ reason: "shutdown" })),
     );
+    await this.#webListener?.close();
     for (const reason of [...this.#bursts.keys()]) this.#endBurst(reason, true);
     this.#accepted.close();
     this.#arrivals.close();
@@ -1014,6 +1111,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   #closeListener(): void {
     this.#listenerClosed = true;
     this.#listener.close();
+    this.#webListener?.close();
   }
 
   // Ends only once the listener is closed: a failed accept (out of file

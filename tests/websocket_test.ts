@@ -1,0 +1,223 @@
+// Copyright 2026 the aesm authors. MIT license.
+// The WebSocket transport (PROTOCOL.md section 10): the same connections,
+// queues, activity log and sendAll as TCP; byte flips and garbage over
+// WebSocket are caught as they are over TCP.
+import assert from "node:assert/strict";
+import { generateKeyPair } from "../cipher.ts";
+import { ClientNetwork } from "../client.ts";
+import { AuthenticationError, ConnectError } from "../errors.ts";
+import { ServerNetwork } from "../server.ts";
+import { activityOf, bounded, HOST, pattern, rejection, within } from "./_network.ts";
+import { Prng } from "./_adversary.ts";
+
+const SUBPROTOCOL = "aesm.v1";
+
+function wsUrl(server: ServerNetwork, path = "/"): string {
+  return `ws://${HOST}:${server.webSocketPort}${path}`;
+}
+
+Deno.test("A WebSocket client exchanges text and bytes both ways, gets a sendAll, and closes clean", async () => {
+  await using server = await ServerNetwork.listen({
+    hostname: HOST,
+    port: 0,
+    webSocket: { path: "/aesm" },
+  });
+  await using client = await ClientNetwork.connect({
+    url: wsUrl(server, "/aesm"),
+    serverPublicKey: server.publicKey,
+  });
+  await using tcp = await ClientNetwork.connect({ hostname: HOST, port: server.port });
+  const connected = await activityOf(server, "connected");
+  const connection = await server.accept();
+  assert.equal(connected.address, connection.address);
+  assert.match(connection.address, /^127\.0\.0\.1:\d+$/);
+  assert.equal(client.address, `${HOST}:${server.webSocketPort}`);
+
+  await client.send("hello over WebSocket");
+  await client.send(pattern(3 * 65536 + 7, 1)); // Several frames, split across messages.
+  assert.equal((await server.receive(bounded()))?.data, "hello over WebSocket");
+  assert.deepEqual((await server.receive(bounded()))?.data, pattern(3 * 65536 + 7, 1));
+  await connection.send("hello, page");
+  await connection.send(pattern(1000, 2));
+  assert.equal((await client.receive(bounded()))?.data, "hello, page");
+  assert.deepEqual((await client.receive(bounded()))?.data, pattern(1000, 2));
+
+  await server.accept(bounded()); // The TCP client.
+  assert.equal(await server.sendAll("to everyone"), 2);
+  assert.equal((await client.receive(bounded()))?.data, "to everyone");
+  assert.equal((await tcp.receive(bounded()))?.data, "to everyone");
+
+  const info = await client.close();
+  assert.deepEqual([info.reason, info.clean], ["normal", true]);
+  const seen = await within(connection.closed, "the server's close");
+  assert.deepEqual([seen.reason, seen.clean, seen.by], ["normal", true, "remote"]);
+  const record = await activityOf(server, "disconnected");
+  assert.deepEqual([record.reason, record.clean], ["normal", true]);
+});
+
+Deno.test("ServerNetwork.upgrade() serves aesm from the user's own Deno.serve", async () => {
+  await using server = await ServerNetwork.listen({ hostname: HOST, port: 0 });
+  assert.equal(server.webSocketPort, undefined);
+  await using http = Deno.serve({ hostname: HOST, port: 0, onListen() {} }, (request, info) => {
+    if (new URL(request.url).pathname === "/chat") return server.upgrade(request, info);
+    return new Response("a page");
+  });
+  const base = `${HOST}:${http.addr.port}`;
+  await using client = await ClientNetwork.connect({ url: `ws://${base}/chat` });
+  const connection = await server.accept(bounded());
+  await connection.send("from the server");
+  assert.equal((await client.receive(bounded()))?.data, "from the server");
+  assert.equal(await (await fetch(`http://${base}/`)).text(), "a page");
+
+  const plain = await fetch(`http://${base}/chat`);
+  assert.equal(plain.status, 426);
+  assert.match(await plain.text(), /Cannot serve this request: aesm expects a WebSocket upgrade/);
+  const other = new WebSocket(`ws://${base}/chat`, "chat");
+  const closed = await within(
+    new Promise<CloseEvent>((resolve) => other.addEventListener("close", resolve)),
+    "a refused WebSocket",
+  );
+  assert.equal(closed.wasClean, false);
+  assert.equal((await client.close()).clean, true);
+  assert.equal((await connection.closed).clean, true);
+});
+
+Deno.test("A WebSocket client pinning another key is refused with key-rejected", async () => {
+  await using server = await ServerNetwork.listen({ hostname: HOST, port: 0, webSocket: {} });
+  const other = await generateKeyPair();
+  const error = await rejection(
+    ClientNetwork.connect({ url: wsUrl(server), serverPublicKey: other.publicKey }),
+    "a connect pinning another key",
+  );
+  assert.ok(error instanceof AuthenticationError);
+  assert.equal(error.reason, "key-rejected");
+  const refused = await activityOf(server, "refused");
+  assert.equal(refused.reason, "key-rejected");
+});
+
+Deno.test("ClientNetwork.connect() checks its url and reports a WebSocket that cannot open", async () => {
+  await assert.rejects(
+    ClientNetwork.connect({ url: "http://127.0.0.1:1/" }),
+    (error) =>
+      error instanceof TypeError && /url must be a ws:\/\/ or wss:\/\/ URL/.test(error.message),
+  );
+  using listener = Deno.listen({ hostname: HOST, port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  const error = await rejection(
+    ClientNetwork.connect({ url: `ws://${HOST}:${port}/` }),
+    "a connect to a closed port",
+  );
+  assert.ok(error instanceof ConnectError);
+  assert.equal(error.address, `${HOST}:${port}`);
+});
+
+/** A WebSocket relay to `target` that hands the client's byte stream to `edit` on its way. */
+function tamperingRelay(
+  target: string,
+  edit: (offset: number, bytes: Uint8Array) => void,
+): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve({ hostname: HOST, port: 0, onListen() {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request, { protocol: SUBPROTOCOL });
+    const upstream = new WebSocket(target, SUBPROTOCOL);
+    upstream.binaryType = socket.binaryType = "arraybuffer";
+    const early: ArrayBuffer[] = [];
+    let offset = 0;
+    socket.onmessage = (event) => {
+      const bytes = new Uint8Array(event.data as ArrayBuffer);
+      edit(offset, bytes);
+      offset += bytes.length;
+      if (upstream.readyState === WebSocket.OPEN) upstream.send(bytes);
+      else early.push(bytes.buffer);
+    };
+    upstream.onopen = () => early.splice(0).forEach((bytes) => upstream.send(bytes));
+    upstream.onmessage = (event) => {
+      if (socket.readyState === WebSocket.OPEN) socket.send(event.data);
+    };
+    const closeBoth = () => {
+      for (const end of [socket, upstream]) {
+        if (end.readyState <= WebSocket.OPEN) end.close();
+      }
+    };
+    socket.onclose = upstream.onclose = closeBoth;
+    upstream.onerror = closeBoth;
+    return response;
+  });
+}
+
+Deno.test("Flipping any byte the client sends over WebSocket is caught, and nothing forged is delivered", async () => {
+  await using server = await ServerNetwork.listen({
+    hostname: HOST,
+    port: 0,
+    webSocket: {},
+    handshakeTimeout: 500,
+  });
+  const secret = "the real message";
+  // Bytes 0-15 are the preamble, 16-50 message 1, 51-121 message 3, then the message's frame.
+  const positions = [0, 5, 9, 15, 16, 30, 50, 51, 90, 121, 122, 140];
+  const outcomes = new Set<string>();
+  for (const position of positions) {
+    await using relay = tamperingRelay(wsUrl(server), (offset, bytes) => {
+      const at = position - offset;
+      if (at >= 0 && at < bytes.length) bytes[at] ^= 0x40;
+    });
+    const url = `ws://${HOST}:${relay.addr.port}/`;
+    try {
+      await using client = await ClientNetwork.connect({
+        url,
+        handshakeTimeout: 500,
+        closeTimeout: 500,
+      });
+      await client.send(secret);
+      await within(client.closed, `the client's end after a flip at ${position}`);
+    } catch {
+      // The handshake caught it.
+    }
+    let record = await within(server.activity.receive(), `the server's record of ${position}`);
+    if (record?.event === "connected") {
+      assert.ok(position >= 122, `a flip at ${position} passed the handshake`);
+      record = await activityOf(server, "disconnected");
+      assert.equal(record.reason, "protocol-error", `a flip at ${position}`);
+      assert.equal(record.clean, false);
+    } else {
+      assert.equal(record?.event, "refused", `a flip at ${position}`);
+      assert.ok(position < 122, `a flip at ${position} ended the handshake`);
+    }
+    outcomes.add(`${record.event}:${record.reason}`);
+  }
+  assert.ok(outcomes.has("disconnected:protocol-error"));
+  assert.ok(outcomes.has("refused:handshake-failed"));
+  assert.equal([...server.connections].length, 0);
+  const nothing = await server.receive({ signal: AbortSignal.timeout(50) }).catch(() => undefined);
+  assert.equal(nothing, undefined, "no packet, forged or not, is delivered");
+});
+
+Deno.test("A WebSocket server survives garbage at every stage and still serves", async () => {
+  await using server = await ServerNetwork.listen({
+    hostname: HOST,
+    port: 0,
+    webSocket: {},
+    handshakeTimeout: 1000,
+  });
+  const prng = new Prng(0x5eed);
+  for (let round = 0; round < 30; round++) {
+    const socket = new WebSocket(wsUrl(server), SUBPROTOCOL);
+    socket.binaryType = "arraybuffer";
+    const closed = new Promise<void>((resolve) =>
+      socket.addEventListener("close", () => resolve())
+    );
+    await within(
+      new Promise((resolve) => socket.addEventListener("open", resolve, { once: true })),
+      "a raw WebSocket",
+    );
+    const messages = 1 + prng.int(4);
+    for (let i = 0; i < messages; i++) socket.send(prng.bytes(1 + prng.int(300)));
+    if (round % 3 === 0) socket.send("a text message");
+    if (round % 2 === 0) socket.close();
+    await within(closed, `the server's end of garbage round ${round}`, 5000);
+  }
+  await using client = await ClientNetwork.connect({ url: wsUrl(server) });
+  await client.send("still here");
+  assert.equal((await server.receive(bounded()))?.data, "still here");
+  assert.equal([...server.connections].length, 1);
+});
