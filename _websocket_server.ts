@@ -8,7 +8,7 @@
  */
 
 import { hostPort } from "./_transport.ts";
-import { SUBPROTOCOL, WebSocketTransport, whenOpen } from "./_websocket.ts";
+import { SUBPROTOCOL, type WebSocketTransport, whenOpen } from "./_websocket.ts";
 
 /** The peer as an HTTP server names it (`Deno.ServeHandlerInfo` has this shape). */
 export interface RequestInfo {
