@@ -13,7 +13,7 @@ const LIMITS_FILE = "/proc/self/limits";
  * asking: another OS, no read permission for that file, or no limit.
  */
 export function openFileLimit(): number | undefined {
-  if (Deno.build.os !== "linux") return undefined;
+  if (typeof Deno === "undefined" || Deno.build.os !== "linux") return undefined;
   try {
     // Query first: reading without the permission would prompt a user.
     const { state } = Deno.permissions.querySync({ name: "read", path: LIMITS_FILE });

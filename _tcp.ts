@@ -1,7 +1,8 @@
 // Copyright 2026 the aesm authors. MIT license.
 /**
  * TCP on `Deno.Conn`: the first {@linkcode Transport}, and the listener and
- * dialer that make it. Private.
+ * dialer that make it; where there is no `Deno` (Node.js, Bun), the same on
+ * `node:net` (`_node_net.ts`). Private.
  *
  * It reads with `conn.read` and never uses `conn.readable`: that stream
  * closes the whole socket when it reaches the peer's FIN, which would make
@@ -10,6 +11,7 @@
  * @module
  */
 
+import { dialNode, NodeListener } from "./_node_net.ts";
 import { hostPort, type Transport } from "./_transport.ts";
 
 /** A {@linkcode Transport} over a Deno TCP connection, with Nagle's algorithm off. */
@@ -50,7 +52,34 @@ export class TcpTransport implements Transport {
 }
 
 /** A TCP listener handing out transports. */
-export class TcpListener {
+export interface Listener {
+  /** Resolves once listening; rejects if it cannot listen. */
+  readonly ready: Promise<void>;
+  /** The hostname listened on (the one asked for, until `ready`). */
+  readonly hostname: string;
+  /** The port listened on (the one asked for, until `ready`). */
+  readonly port: number;
+  /** The next connection; `undefined` once closed. Rejects if accepting failed (and may be retried). */
+  accept(): Promise<Transport | undefined>;
+  /** Stops listening. Idempotent. */
+  close(): void;
+}
+
+/** Listens for TCP connections with the runtime's own API. */
+export function listenTcp(
+  hostname: string,
+  port: number,
+  backlog: number,
+  reusePort = false,
+): Listener {
+  if (typeof Deno !== "undefined") return new TcpListener(hostname, port, backlog, reusePort);
+  if (reusePort) throw new TypeError("Cannot listen with reusePort: it needs Deno");
+  return new NodeListener(hostname, port, backlog);
+}
+
+/** A {@linkcode Listener} on `Deno.listen`. */
+export class TcpListener implements Listener {
+  readonly ready: Promise<void> = Promise.resolve();
   readonly hostname: string;
   readonly port: number;
   #listener: Deno.TcpListener;
@@ -62,7 +91,6 @@ export class TcpListener {
     this.port = this.#listener.addr.port;
   }
 
-  /** The next connection; `undefined` once closed. Rejects if accepting failed (and may be retried). */
   async accept(): Promise<Transport | undefined> {
     try {
       return new TcpTransport(await this.#listener.accept());
@@ -105,11 +133,12 @@ function listen(
   }
 }
 
-/** Connects over TCP; rejects with the runtime's error. */
+/** Connects over TCP with the runtime's own API; rejects with the runtime's error. */
 export async function dialTcp(
   hostname: string,
   port: number,
   signal: AbortSignal,
 ): Promise<Transport> {
+  if (typeof Deno === "undefined") return await dialNode(hostname, port, signal);
   return new TcpTransport(await Deno.connect({ hostname, port, signal }));
 }

@@ -34,6 +34,9 @@ export function upgradeRequest(
   timeout: number,
   signal: AbortSignal,
 ): Upgrade {
+  if (typeof Deno === "undefined") {
+    throw new TypeError("Cannot upgrade to WebSocket: a WebSocket server needs Deno");
+  }
   const refused = checkUpgrade(request);
   if (refused !== undefined) {
     const opened = Promise.reject(new Error(refused.statusText));
@@ -85,6 +88,9 @@ export class WebSocketListener {
     options: { hostname: string; port: number; path: string },
     upgrade: (request: Request, info: RequestInfo) => Response,
   ) {
+    if (typeof Deno === "undefined") {
+      throw new TypeError("Cannot listen on WebSocket: a WebSocket server needs Deno");
+    }
     this.#server = Deno.serve({
       hostname: options.hostname,
       port: options.port,

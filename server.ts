@@ -62,7 +62,7 @@ import { type ActivityWriter, disconnectedRecord, internals } from "./_internal.
 import { openFileLimit } from "./_limits.ts";
 import { sourceOf } from "./_source.ts";
 import { sendAndClose, type Transport } from "./_transport.ts";
-import { TcpListener } from "./_tcp.ts";
+import { type Listener, listenTcp } from "./_tcp.ts";
 import { type RequestInfo, upgradeRequest, WebSocketListener } from "./_websocket_server.ts";
 import { ActivityLog, type ActivityRecord, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
@@ -628,7 +628,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   /** Resolves once the key pair is ready and handshakes can run; rejects if the options are bad. */
   readonly ready: Promise<void>;
 
-  #listener: TcpListener;
+  #listener: Listener;
   #webListener: WebSocketListener | undefined;
   #options: ServerOptions;
   #arrivals = new Arrivals<Packet>();
@@ -706,7 +706,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     this.#log = internals.writerOf!(this.activity);
     this.#cluster = options.cluster && this.#joinCluster(checkCluster(options.cluster));
     if (this.#cluster && options.cluster?.shareActivity) this.#log = this.#cluster.share(this.#log);
-    this.#listener = new TcpListener(
+    this.#listener = listenTcp(
       checkHostname(hostname),
       checkPort(port),
       positive(options.tcpBacklog, "tcpBacklog", 1024),
@@ -718,7 +718,10 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       this.#listener.close();
       throw error;
     }
-    this.ready = loadKeyPair(options.keyPair, options.keyFile).then(async (pair) => {
+    this.ready = Promise.all([
+      this.#listener.ready,
+      loadKeyPair(options.keyPair, options.keyFile),
+    ]).then(async ([, pair]) => {
       this.#keyPair = pair;
       await this.#cluster?.join();
     });

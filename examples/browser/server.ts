@@ -29,7 +29,6 @@ async function start(port: number, bundle: string | URL): Promise<Chat> {
   const server = await ServerNetwork.listen({ hostname: "127.0.0.1", port: 0 });
   const files: Record<string, [string | URL, string]> = {
     "/": [new URL("index.html", HERE), "text/html"],
-    "/chat.js": [new URL("chat.js", HERE), "text/javascript"],
     "/aesm.js": [bundle, "text/javascript"],
   };
   const http = Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, async (request, info) => {
