@@ -1,8 +1,10 @@
 // Copyright 2026 the aesm authors. MIT license.
 /**
- * The three implementations behind one small interface: aesm, Deno TLS with
- * a self-signed certificate, and raw TCP. TLS and TCP carry
- * `length (4) || message` (see `_wire.ts`). Private.
+ * The implementations behind one small interface: aesm, Deno TLS with a
+ * self-signed certificate, and raw TCP; and for the WebSocket rows, aesm
+ * over WebSocket and Deno's own WebSocket over TLS (`wss://`, one binary
+ * message per message). TLS and TCP carry `length (4) || message` (see
+ * `_wire.ts`). Private.
  *
  * @module
  */
@@ -11,17 +13,26 @@ import { ClientNetwork, type Connection, ServerNetwork } from "../mod.ts";
 import { PREFIX_LENGTH, prefixed, PrefixReader, writeAll } from "./_wire.ts";
 
 /** An implementation's name. */
-export type Impl = "aesm" | "tls" | "tcp";
+export type Impl = "aesm" | "tls" | "tcp" | "aesm-ws" | "wss";
 
-/** Every implementation, in the order the tables list them. */
+/** The implementations of the TCP scenarios, in the order the tables list them. */
 export const IMPLS: readonly Impl[] = ["aesm", "tls", "tcp"];
+/** The implementations of the WebSocket scenarios: aesm over WebSocket, and its baseline. */
+export const WS_IMPLS: readonly Impl[] = ["aesm-ws", "wss"];
 
 /** How the tables name an implementation. */
 export const IMPL_LABEL: Record<Impl, string> = {
   aesm: "aesm",
   tls: "Deno TLS",
   tcp: "raw TCP",
+  "aesm-ws": "aesm over WebSocket",
+  wss: "Deno WebSocket over TLS",
 };
+
+/** Whether `impl` needs the certificate. */
+export function usesTls(impl: Impl): boolean {
+  return impl === "tls" || impl === "wss";
+}
 
 /** The hostname everything listens on and connects to. */
 export const HOST = "127.0.0.1";
@@ -88,19 +99,36 @@ const SMALL_WRITE = 64 * 1024;
 
 /** Starts a server of `impl` on an ephemeral loopback port. */
 export async function listen(impl: Impl, options: ServerOptions = {}): Promise<Server> {
-  if (impl === "aesm") return await AesmServer.start(options);
+  if (impl === "aesm" || impl === "aesm-ws") {
+    return await AesmServer.start(options, impl === "aesm-ws");
+  }
+  if (impl === "wss") return new WssServer(options);
   return new StreamServer(impl, options);
 }
 
 /** Connects to `endpoint`, including the handshake. */
 export async function connect(endpoint: Endpoint, options: LinkOptions = {}): Promise<Link> {
-  if (endpoint.impl === "aesm") {
+  if (endpoint.impl === "aesm" || endpoint.impl === "aesm-ws") {
     const client = await ClientNetwork.connect({
-      hostname: HOST,
-      port: endpoint.port,
+      ...endpoint.impl === "aesm"
+        ? { hostname: HOST, port: endpoint.port }
+        : { url: `ws://${HOST}:${endpoint.port}/` },
       handshakeTimeout: 60_000,
     });
     return new AesmLink(client);
+  }
+  if (endpoint.impl === "wss") {
+    if (endpoint.tls === undefined) throw new TypeError("Cannot connect: wss needs a certificate");
+    const client = Deno.createHttpClient({ caCerts: [endpoint.tls.cert] });
+    const socket = new WebSocket(
+      `wss://${HOST}:${endpoint.port}/`,
+      { client } as unknown as string[], // Deno's options bag: trust the bench's certificate.
+    );
+    await new Promise((resolve, reject) => {
+      socket.onopen = resolve;
+      socket.onerror = () => reject(new Error("Cannot connect: the WebSocket failed to open"));
+    });
+    return new WsLink(socket, () => client.close());
   }
   if (endpoint.impl === "tls") {
     if (endpoint.tls === undefined) throw new TypeError("Cannot connect: TLS needs a certificate");
@@ -204,14 +232,18 @@ class AesmServer implements Server {
   #accepted = 0;
   #serving: Promise<void> | undefined;
 
-  private constructor(server: ServerNetwork) {
+  private constructor(server: ServerNetwork, webSocket: boolean) {
     this.#server = server;
+    this.#webSocket = webSocket;
   }
 
-  static async start(options: ServerOptions): Promise<AesmServer> {
+  #webSocket: boolean;
+
+  static async start(options: ServerOptions, webSocket = false): Promise<AesmServer> {
     const server = await ServerNetwork.listen({
       hostname: HOST,
       port: 0,
+      ...webSocket ? { webSocket: { port: 0 } } : {},
       maxConnections: options.maxConnections ?? 1024,
       // Every client comes from 127.0.0.1, many at once: no per-address bounds.
       maxConnectionsPerAddress: options.maxConnections ?? 1024,
@@ -221,11 +253,11 @@ class AesmServer implements Server {
       handshakeTimeout: 60_000,
       activityLimit: 16,
     });
-    return new AesmServer(server);
+    return new AesmServer(server, webSocket);
   }
 
   get port(): number {
-    return this.#server.port;
+    return this.#webSocket ? this.#server.webSocketPort! : this.#server.port;
   }
 
   get open(): number {
@@ -352,6 +384,127 @@ class StreamServer implements Server {
     closeQuietly(this.#listener);
     await this.#serving;
     await Promise.all([...this.#links].map((link) => link.close()));
+  }
+}
+
+/** One message per binary WebSocket message; sends pace to `bufferedAmount` as aesm's do. */
+class WsLink implements Link {
+  #socket: WebSocket;
+  #messages: Uint8Array[] = [];
+  #ended = false;
+  #wake: (() => void) | undefined;
+  #onClose: () => void;
+
+  constructor(socket: WebSocket, onClose: () => void = () => {}) {
+    this.#socket = socket;
+    this.#onClose = onClose;
+    socket.binaryType = "arraybuffer";
+    socket.addEventListener("message", (event) => {
+      this.#messages.push(new Uint8Array(event.data as ArrayBuffer));
+      this.#wakeUp();
+    });
+    socket.addEventListener("close", () => {
+      this.#ended = true;
+      this.#wakeUp();
+    });
+  }
+
+  async send(message: Uint8Array): Promise<void> {
+    this.#socket.send(message);
+    for (let i = 0; i < MAX_READS && this.#socket.bufferedAmount > 1024 * 1024; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+  }
+
+  async consume(onMessage: (message: Uint8Array) => void, stop: () => boolean): Promise<void> {
+    for (let i = 0; i < MAX_DELIVERIES; i++) {
+      const message = await this.next();
+      if (message === undefined) return;
+      onMessage(message);
+      if (stop()) return;
+    }
+  }
+
+  async next(): Promise<Uint8Array | undefined> {
+    for (let i = 0; i < MAX_READS && this.#messages.length === 0 && !this.#ended; i++) {
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+    return this.#messages.shift();
+  }
+
+  close(): Promise<void> {
+    if (this.#socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+    const closed = new Promise<void>((resolve) =>
+      this.#socket.addEventListener("close", () => resolve())
+    );
+    this.#socket.close();
+    return closed.finally(this.#onClose);
+  }
+
+  #wakeUp(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+}
+
+class WssServer implements Server {
+  #server: Deno.HttpServer<Deno.NetAddr>;
+  #links = new Set<WsLink>();
+  #accepted = 0;
+  #onLink: ((link: Link) => void | Promise<void>) | undefined;
+
+  constructor(options: ServerOptions) {
+    if (options.tls === undefined) throw new TypeError("Cannot listen: wss needs a certificate");
+    this.#server = Deno.serve({
+      hostname: HOST,
+      port: 0,
+      cert: options.tls.cert,
+      key: options.tls.key,
+      onListen() {},
+    }, (request) => {
+      const { socket, response } = Deno.upgradeWebSocket(request);
+      socket.addEventListener("open", () => this.#admit(new WsLink(socket)), { once: true });
+      return response;
+    });
+  }
+
+  get port(): number {
+    return this.#server.addr.port;
+  }
+
+  get open(): number {
+    return this.#links.size;
+  }
+
+  get accepted(): number {
+    return this.#accepted;
+  }
+
+  serve(onLink: (link: Link) => void | Promise<void>): void {
+    this.#onLink = onLink;
+  }
+
+  async #admit(link: WsLink): Promise<void> {
+    this.#accepted++;
+    this.#links.add(link);
+    try {
+      await this.#onLink?.(link);
+    } catch {
+      // The peer went away.
+    } finally {
+      this.#links.delete(link);
+      await link.close();
+    }
+  }
+
+  async broadcast(message: Uint8Array): Promise<void> {
+    await Promise.allSettled([...this.#links].map((link) => link.send(message)));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#links].map((link) => link.close()));
+    await this.#server.shutdown();
   }
 }
 

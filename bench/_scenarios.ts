@@ -8,7 +8,14 @@
 
 import { type Message, wallClock } from "./_control.ts";
 import { ceilingKey, FRAME_PLAINTEXT, sealFrames } from "./_ceiling.ts";
-import { connect, type Endpoint, type Impl, type TlsMaterial } from "./_impls.ts";
+import {
+  connect,
+  type Endpoint,
+  type Impl,
+  type TlsMaterial,
+  usesTls,
+  WS_IMPLS,
+} from "./_impls.ts";
 import { median, percentile } from "./_stats.ts";
 import type { Trial } from "./_trial.ts";
 
@@ -31,7 +38,7 @@ export interface Scenario {
   readonly capMs: number;
   /** Why the scenario cannot run here, if it cannot. */
   readonly skip?: string;
-  /** The implementations it measures, when not all three. */
+  /** The implementations it measures, the first over each other one (default: aesm, TLS, TCP). */
   readonly impls?: readonly Impl[];
   run(impl: Impl, trial: Trial): Promise<Values>;
 }
@@ -88,11 +95,11 @@ function randomBytes(size: number): Uint8Array<ArrayBuffer> {
 }
 
 function endpoint(impl: Impl, port: number, tls: TlsMaterial | undefined): Endpoint {
-  return { impl, port, tls: impl === "tls" ? tls : undefined };
+  return { impl, port, tls: usesTls(impl) ? tls : undefined };
 }
 
 function tlsFor(impl: Impl, tls: TlsMaterial | undefined): TlsMaterial | undefined {
-  return impl === "tls" ? tls : undefined;
+  return usesTls(impl) ? tls : undefined;
 }
 
 // One way: the sender here, the receiver in a peer that reports when the last message arrived.
@@ -339,6 +346,33 @@ export function scenarios(
       run: (impl, trial) => roundTrips(impl, trial, tls, scale.rtt),
     },
   ];
+  list.push(
+    {
+      id: "ws-small",
+      title: `WebSocket small: ${scale.small.toLocaleString("en-US")} messages of 64 B one way`,
+      how: `as small, over WebSocket: aesm over ws:// against Deno's WebSocket over TLS ` +
+        `(wss://, one binary message each)`,
+      metrics: [{ ...rate, label: "msgs/s" }],
+      capMs: cap(150),
+      impls: WS_IMPLS,
+      run: async (impl, trial) => {
+        const { seconds } = await oneWay(impl, trial, tls, SMALL_SIZE, scale.small, SMALL_WARM);
+        return { rate: scale.small / seconds };
+      },
+    },
+    {
+      id: "ws-rtt",
+      title: `WebSocket rtt: ${scale.rtt.toLocaleString("en-US")} ping-pongs of 64 B`,
+      how: "as rtt, over WebSocket: aesm over ws:// against Deno's WebSocket over TLS",
+      metrics: [
+        { key: "p50", label: "p50 µs", better: "lower" },
+        { key: "p99", label: "p99 µs", better: "lower" },
+      ],
+      capMs: cap(80),
+      impls: WS_IMPLS,
+      run: (impl, trial) => roundTrips(impl, trial, tls, scale.rtt),
+    },
+  );
   for (const [concurrency, bare] of [[1, false], [16, false], [16, true]] as const) {
     const connectors = `${concurrency} concurrent connector${concurrency === 1 ? "" : "s"}`;
     list.push({

@@ -182,6 +182,15 @@ function implsOf(scenario: Scenario): readonly Impl[] {
   return scenario.impls ?? IMPLS;
 }
 
+// How the ratio rows name an implementation.
+const RATIO_NAME: Record<Impl, string> = {
+  aesm: "aesm",
+  tls: "TLS",
+  tcp: "TCP",
+  "aesm-ws": "aesm-ws",
+  wss: "wss",
+};
+
 function rotation(impls: readonly Impl[], round: number): Impl[] {
   return impls.map((_, i) => impls[(i + round) % impls.length]);
 }
@@ -198,7 +207,8 @@ async function measure(scenario: Scenario, options: Options): Promise<Results> {
       const outcome = await runTrial(scenario.capMs, async (trial) => {
         const before = { ...backendCalls };
         const values = await scenario.run(impl, trial);
-        return impl === "aesm" ? { ...values, ...await trial.cryptoCalls(before) } : values;
+        const counted = impl === "aesm" || impl === "aesm-ws";
+        return counted ? { ...values, ...await trial.cryptoCalls(before) } : values;
       });
       results.get(impl)!.push(outcome);
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
@@ -263,17 +273,18 @@ function table(scenario: Scenario, results: Results, rounds: number): string {
     rows.push(row);
   }
   const middle = medians(scenario, results);
-  for (const base of (["tls", "tcp"] as const).filter((impl) => impls.includes(impl))) {
-    const row = [`aesm/${base === "tls" ? "TLS" : "TCP"}`];
+  const [mine, ...bases] = impls;
+  for (const base of bases) {
+    const row = [`${RATIO_NAME[mine]}/${RATIO_NAME[base]}`];
     for (const metric of scenario.metrics) {
-      row.push(formatRatio(middle.get("aesm")![metric.key] / middle.get(base)![metric.key]), "");
+      row.push(formatRatio(middle.get(mine)![metric.key] / middle.get(base)![metric.key]), "");
     }
     row.push("");
     rows.push(row);
   }
   const lines = rows.map((row) => `| ${row.join(" | ")} |`);
   const title = [`### ${scenario.title}`, "", `${scenario.how}.`, ""];
-  return [...title, ...lines, "", backendLine(results.get("aesm") ?? [])].join("\n");
+  return [...title, ...lines, "", backendLine(results.get(mine) ?? [])].join("\n");
 }
 
 // Which backend did aesm's crypto in this scenario: the calls of its last good round.
