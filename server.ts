@@ -63,7 +63,7 @@ import { openFileLimit } from "./_limits.ts";
 import { sourceOf } from "./_source.ts";
 import { sendAndClose, type Transport } from "./_transport.ts";
 import { type Listener, listenTcp } from "./_tcp.ts";
-import { type RequestInfo, upgradeRequest, WebSocketListener } from "./_websocket_server.ts";
+import { upgradeRequest, WebSocketListener } from "./_websocket_server.ts";
 import { ActivityLog, type ActivityRecord, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
 import type { ClusterOptions, ClusterPresence } from "./cluster.ts";
@@ -109,6 +109,12 @@ interface Burst {
   count: number;
   last: string;
   timer: ReturnType<typeof setTimeout>;
+}
+
+/** The peer of an HTTP request, as `Deno.serve` passes it (a `Deno.ServeHandlerInfo` fits). */
+export interface UpgradeInfo {
+  /** The peer's address. */
+  readonly remoteAddr: { readonly hostname: string; readonly port: number };
 }
 
 /** Where a server accepts WebSocket clients. */
@@ -794,7 +800,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * await server.stop();
    * ```
    */
-  upgrade(request: Request, info?: RequestInfo): Response {
+  upgrade(request: Request, info?: UpgradeInfo): Response {
     if (this.#stopping.signal.aborted) {
       return new Response("Cannot upgrade: the server is stopping", { status: 503 });
     }

@@ -112,27 +112,33 @@ Deno.test("ClientNetwork.connect() checks its url and reports a WebSocket that c
   assert.equal(error.address, `${HOST}:${port}`);
 });
 
-/** A WebSocket relay to `target` that hands the client's byte stream to `edit` on its way. */
+/** A WebSocket relay to `target` that hands one direction's byte stream to `edit` on its way. */
 function tamperingRelay(
   target: string,
   edit: (offset: number, bytes: Uint8Array) => void,
+  direction: "c2s" | "s2c" = "c2s",
 ): Deno.HttpServer<Deno.NetAddr> {
   return Deno.serve({ hostname: HOST, port: 0, onListen() {} }, (request) => {
     const { socket, response } = Deno.upgradeWebSocket(request, { protocol: SUBPROTOCOL });
     const upstream = new WebSocket(target, SUBPROTOCOL);
     upstream.binaryType = socket.binaryType = "arraybuffer";
     const early: ArrayBuffer[] = [];
-    let offset = 0;
+    const offsets = { c2s: 0, s2c: 0 };
+    const pass = (way: "c2s" | "s2c", data: ArrayBuffer): Uint8Array => {
+      const bytes = new Uint8Array(data);
+      if (way === direction) edit(offsets[way], bytes);
+      offsets[way] += bytes.length;
+      return bytes;
+    };
     socket.onmessage = (event) => {
-      const bytes = new Uint8Array(event.data as ArrayBuffer);
-      edit(offset, bytes);
-      offset += bytes.length;
+      const bytes = pass("c2s", event.data);
       if (upstream.readyState === WebSocket.OPEN) upstream.send(bytes);
-      else early.push(bytes.buffer);
+      else early.push(bytes.buffer as ArrayBuffer);
     };
     upstream.onopen = () => early.splice(0).forEach((bytes) => upstream.send(bytes));
     upstream.onmessage = (event) => {
-      if (socket.readyState === WebSocket.OPEN) socket.send(event.data);
+      const bytes = pass("s2c", event.data);
+      if (socket.readyState === WebSocket.OPEN) socket.send(bytes);
     };
     const closeBoth = () => {
       for (const end of [socket, upstream]) {
@@ -190,6 +196,49 @@ Deno.test("Flipping any byte the client sends over WebSocket is caught, and noth
   assert.equal([...server.connections].length, 0);
   const nothing = await server.receive({ signal: AbortSignal.timeout(50) }).catch(() => undefined);
   assert.equal(nothing, undefined, "no packet, forged or not, is delivered");
+});
+
+Deno.test("Flipping any byte the server sends over WebSocket is caught by the client", async () => {
+  // Bytes 0-2 are message 2's header, 3-101 its body, then the acceptance and the message.
+  const positions = [0, 2, 3, 40, 101, 102, 110, 130, 150, 160];
+  const outcomes = new Set<string>();
+  for (const position of positions) {
+    // A server each: a client that fails the acceptance leaves the server an accepted connection.
+    await using server = await ServerNetwork.listen({
+      hostname: HOST,
+      port: 0,
+      webSocket: {},
+      handshakeTimeout: 500,
+      closeTimeout: 500,
+    });
+    await using relay = tamperingRelay(wsUrl(server), (offset, bytes) => {
+      const at = position - offset;
+      if (at >= 0 && at < bytes.length) bytes[at] ^= 0x40;
+    }, "s2c");
+    const url = `ws://${HOST}:${relay.addr.port}/`;
+    const delivered: unknown[] = [];
+    let outcome: string;
+    try {
+      await using client = await ClientNetwork.connect({
+        url,
+        handshakeTimeout: 500,
+        closeTimeout: 500,
+      });
+      const connection = await server.accept(bounded());
+      await connection.send("the real message");
+      for await (const packet of client) delivered.push(packet.data);
+      const info = await client.closed;
+      outcome = `closed:${info.reason}`;
+      assert.equal(info.clean, false, `a flip at ${position} ended cleanly`);
+      await connection.close();
+    } catch (error) {
+      outcome = `refused:${(error as { reason?: string }).reason ?? (error as Error).name}`;
+    }
+    outcomes.add(outcome);
+    for (const data of delivered) assert.equal(data, "the real message", `a flip at ${position}`);
+  }
+  assert.ok(outcomes.has("refused:handshake-failed"), [...outcomes].join(", "));
+  assert.ok(outcomes.has("closed:protocol-error"), [...outcomes].join(", "));
 });
 
 Deno.test("A WebSocket server survives garbage at every stage and still serves", async () => {
