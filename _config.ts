@@ -134,6 +134,9 @@ export async function loadKeyPair(
     if (typeof keyFile !== "string" && !(keyFile instanceof URL)) {
       throw new TypeError(`Cannot use keyFile: expected a path, got ${describe(keyFile)}`);
     }
+    if (typeof Deno === "undefined") {
+      throw new TypeError("Cannot use keyFile: key files need Deno; pass a keyPair instead");
+    }
     // Loaded on demand: a browser build never reaches the file system code.
     const { loadKeyFile } = await import("./key_file.ts");
     return await loadKeyFile(keyFile);

@@ -91,6 +91,10 @@ for (const runtime of RUNTIMES) {
       assert.equal(result.text, `hello from ${result.runtime}`);
       assert.deepEqual([result.bytes, result.allNine], [100_000, true]);
       assert.deepEqual(result.close, ["normal", true]);
+      assert.equal(
+        result.keyFile,
+        "TypeError: Cannot use keyFile: key files need Deno; pass a keyPair instead",
+      );
       const info = await connection.closed;
       assert.deepEqual([info.reason, info.clean, info.by], ["normal", true, "remote"]);
     } finally {

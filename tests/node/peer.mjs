@@ -25,7 +25,10 @@ if (mode === "client") {
   const text = (await client.receive()).data;
   const bytes = (await client.receive()).data;
   const info = await client.close();
+  const keyFile = await ClientNetwork.connect({ port: Number(port), keyFile: "aesm.key" })
+    .then(() => "connected", (error) => `${error.name}: ${error.message}`);
   console.log(JSON.stringify({
+    keyFile,
     runtime,
     text,
     bytes: bytes.length,
