@@ -1,7 +1,7 @@
 // Copyright 2026 the aesm authors. MIT license.
 /**
  * The aesm byte stream over WebSocket binary messages (`PROTOCOL.md`
- * section 11): a {@linkcode Transport} on the standard `WebSocket` API, the
+ * section 12): a {@linkcode Transport} on the standard `WebSocket` API, the
  * same in browsers, Deno, Node 22+ and Bun. Private.
  *
  * A message carries any run of the stream's bytes; its boundaries mean

@@ -68,7 +68,7 @@ export interface ClientOptions extends ConnectionOptions {
   port?: number;
   /**
    * Connect over WebSocket instead of TCP: a `ws://` or `wss://` URL of a
-   * server's WebSocket listener (`PROTOCOL.md` section 11). Replaces
+   * server's WebSocket listener (`PROTOCOL.md` section 12). Replaces
    * `hostname` and `port`; the only way in a browser.
    */
   url?: string | URL;

@@ -148,7 +148,7 @@ export interface ServerOptions extends ConnectionOptions {
    */
   port?: number;
   /**
-   * Also accept clients over WebSocket (`PROTOCOL.md` section 11): an HTTP
+   * Also accept clients over WebSocket (`PROTOCOL.md` section 12): an HTTP
    * server on `hostname` that upgrades requests to `path`, feeding the same
    * connections, queues and activity log. To serve WebSocket from your own
    * HTTP server instead, pass its requests to {@linkcode ServerNetwork.upgrade}.

@@ -1,5 +1,5 @@
 // Copyright 2026 the aesm authors. MIT license.
-// The WebSocket transport (PROTOCOL.md section 11): the same connections,
+// The WebSocket transport (PROTOCOL.md section 12): the same connections,
 // queues, activity log and sendAll as TCP; byte flips and garbage over
 // WebSocket are caught as they are over TCP.
 import assert from "node:assert/strict";
