@@ -78,6 +78,8 @@ export class WebSocketTransport implements Transport {
   }
 
   async write(bytes: Uint8Array): Promise<void> {
+    // A connection whose reading is paused learns of an overflow here (a heartbeat at the latest).
+    if (this.#error !== undefined) throw this.#error;
     if (this.#socket.readyState !== WebSocket.OPEN) {
       throw new Error("Cannot write: the WebSocket is closed");
     }

@@ -270,3 +270,29 @@ Deno.test("A WebSocket server survives garbage at every stage and still serves",
   assert.equal((await server.receive(bounded()))?.data, "still here");
   assert.equal([...server.connections].length, 1);
 });
+
+Deno.test("A WebSocket peer that floods an application that reads nothing is cut at the unread bound", async () => {
+  await using server = await ServerNetwork.listen({
+    hostname: HOST,
+    port: 0,
+    webSocket: {},
+    highWaterMark: 1024 * 1024,
+    heartbeatInterval: 100, // Its reading paused, the server notices the cut at its next write.
+  });
+  await using client = await ClientNetwork.connect({ url: wsUrl(server) });
+  const connection = await server.accept(bounded());
+  const chunk = pattern(1024 * 1024, 3);
+  // WebSocket cannot slow this sender: its sends resolve while the server's application sleeps.
+  let sent = 0;
+  try {
+    for (; sent < 64; sent++) await client.send(chunk);
+  } catch {
+    // The server cut the connection.
+  }
+  const info = await within(connection.closed, "the server's end of the flood");
+  assert.equal(info.clean, false);
+  assert.match(String((info.error as Error)?.message), /not read yet/);
+  assert.ok(sent > 16, `the sender got ${sent} MiB out before the cut`);
+  assert.ok(connection.data.length <= 2, "at most the high-water mark was queued");
+  assert.equal((await within(client.closed, "the client's end")).clean, false);
+});
