@@ -112,33 +112,45 @@ Deno.test("ClientNetwork.connect() checks its url and reports a WebSocket that c
   assert.equal(error.address, `${HOST}:${port}`);
 });
 
-/** A WebSocket relay to `target` that hands one direction's byte stream to `edit` on its way. */
+/**
+ * A WebSocket relay to `target` that hands one direction's byte stream to
+ * `edit` on its way; `edit` returning a length cuts the stream there, with a
+ * clean WebSocket close (aesm's FIN).
+ */
 function tamperingRelay(
   target: string,
-  edit: (offset: number, bytes: Uint8Array) => void,
+  edit: (offset: number, bytes: Uint8Array) => number | void,
   direction: "c2s" | "s2c" = "c2s",
 ): Deno.HttpServer<Deno.NetAddr> {
   return Deno.serve({ hostname: HOST, port: 0, onListen() {} }, (request) => {
     const { socket, response } = Deno.upgradeWebSocket(request, { protocol: SUBPROTOCOL });
     const upstream = new WebSocket(target, SUBPROTOCOL);
     upstream.binaryType = socket.binaryType = "arraybuffer";
-    const early: ArrayBuffer[] = [];
+    const early: Uint8Array[] = [];
     const offsets = { c2s: 0, s2c: 0 };
+    let cut = false;
     const pass = (way: "c2s" | "s2c", data: ArrayBuffer): Uint8Array => {
       const bytes = new Uint8Array(data);
-      if (way === direction) edit(offsets[way], bytes);
+      if (way !== direction || cut) return cut && way === direction ? bytes.subarray(0, 0) : bytes;
+      const keep = edit(offsets[way], bytes);
       offsets[way] += bytes.length;
-      return bytes;
+      if (keep === undefined) return bytes;
+      cut = true;
+      return bytes.subarray(0, keep);
+    };
+    const forward = (to: WebSocket, bytes: Uint8Array, way: "c2s" | "s2c") => {
+      if (bytes.length > 0) to.send(bytes);
+      if (cut && way === direction) to.close(1000);
     };
     socket.onmessage = (event) => {
       const bytes = pass("c2s", event.data);
-      if (upstream.readyState === WebSocket.OPEN) upstream.send(bytes);
-      else early.push(bytes.buffer as ArrayBuffer);
+      if (upstream.readyState === WebSocket.OPEN) forward(upstream, bytes, "c2s");
+      else early.push(bytes);
     };
-    upstream.onopen = () => early.splice(0).forEach((bytes) => upstream.send(bytes));
+    upstream.onopen = () => early.splice(0).forEach((bytes) => forward(upstream, bytes, "c2s"));
     upstream.onmessage = (event) => {
       const bytes = pass("s2c", event.data);
-      if (socket.readyState === WebSocket.OPEN) socket.send(bytes);
+      if (socket.readyState === WebSocket.OPEN) forward(socket, bytes, "s2c");
     };
     const closeBoth = () => {
       for (const end of [socket, upstream]) {
@@ -239,6 +251,47 @@ Deno.test("Flipping any byte the server sends over WebSocket is caught by the cl
   }
   assert.ok(outcomes.has("refused:handshake-failed"), [...outcomes].join(", "));
   assert.ok(outcomes.has("closed:protocol-error"), [...outcomes].join(", "));
+});
+
+Deno.test("A client stream over WebSocket cut at any point is reported as truncated or refused", async () => {
+  await using server = await ServerNetwork.listen({
+    hostname: HOST,
+    port: 0,
+    webSocket: {},
+    handshakeTimeout: 1000,
+  });
+  // Within the preamble, message 1, message 3, and the message's frame.
+  const positions = [0, 8, 16, 40, 51, 100, 122, 130];
+  for (const position of positions) {
+    await using relay = tamperingRelay(wsUrl(server), (offset, bytes) => {
+      const at = position - offset;
+      return at >= 0 && at < bytes.length ? at : undefined;
+    });
+    const url = `ws://${HOST}:${relay.addr.port}/`;
+    try {
+      await using client = await ClientNetwork.connect({
+        url,
+        handshakeTimeout: 1000,
+        closeTimeout: 500,
+      });
+      await client.send("cut short");
+      await within(client.closed, `the client's end after a cut at ${position}`);
+    } catch {
+      // The handshake was cut.
+    }
+    let record = await within(server.activity.receive(), `the server's record of ${position}`);
+    if (record?.event === "connected") {
+      assert.ok(position >= 122, `a cut at ${position} passed the handshake`);
+      record = await activityOf(server, "disconnected");
+      assert.deepEqual([record.reason, record.clean], ["truncated", false], `a cut at ${position}`);
+    } else {
+      assert.equal(record?.event, "refused", `a cut at ${position}`);
+      assert.ok(position < 122, `a cut at ${position} ended the handshake`);
+      assert.equal(record?.reason, "aborted", `a cut at ${position}`);
+    }
+  }
+  const nothing = await server.receive({ signal: AbortSignal.timeout(50) }).catch(() => undefined);
+  assert.equal(nothing, undefined, "no partial message is delivered");
 });
 
 Deno.test("A WebSocket server survives garbage at every stage and still serves", async () => {
