@@ -358,7 +358,8 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * does.
    * @throws {TimeoutError} If it takes longer than `handshakeTimeout`.
    * @throws {ConnectError} If the TCP connect fails: nothing listens at the address
-   * (`code` `"ECONNREFUSED"`), or the host cannot be reached.
+   * (`code` `"ECONNREFUSED"`), or the host cannot be reached; with `url`, if the WebSocket
+   * does not open (`code` `"EWEBSOCKET"`).
    * @throws {unknown} `options.signal.reason` if the signal aborts.
    */
   static async connect(options: ClientOptions): Promise<ClientNetwork> {

@@ -780,7 +780,8 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    *
    * @param request The request.
    * @param info The peer's address, as `Deno.serve` passes it: the per-address bounds and
-   * `connection.address` use it (without it, the address is `""`).
+   * `connection.address` use it (without it, the address is `""`, and every such client counts
+   * against the bounds of one address).
    * @returns The response to return to the HTTP server.
    *
    * @example Serving aesm from your own HTTP server
