@@ -73,34 +73,34 @@ class Peer implements AsyncDisposable {
 }
 
 for (const runtime of RUNTIMES) {
-  Deno.test(`${runtime.name} runs the package as a client against a Deno server`, async () => {
-    const dir = await Deno.makeTempDir({ prefix: "aesm-node-" });
-    try {
-      const module = await bundle(dir);
-      await using server = await ServerNetwork.listen({ hostname: HOST, port: 0 });
-      await using peer = new Peer(runtime.args, [
-        module,
-        "client",
-        String(server.port),
-        hex(server.publicKey),
-      ]);
-      const connection = await server.accept({ signal: AbortSignal.timeout(120_000) });
-      for await (const packet of connection) await connection.send(packet.data);
-      const result = await peer.json("the client's results");
-      assert.match(String(result.runtime), runtime.name === "Bun" ? /^bun / : /^node v22\./);
-      assert.equal(result.text, `hello from ${result.runtime}`);
-      assert.deepEqual([result.bytes, result.allNine], [100_000, true]);
-      assert.deepEqual(result.close, ["normal", true]);
-      assert.equal(
-        result.keyFile,
-        "TypeError: Cannot use keyFile: key files need Deno; pass a keyPair instead",
-      );
-      const info = await connection.closed;
-      assert.deepEqual([info.reason, info.clean, info.by], ["normal", true, "remote"]);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  });
+  for (const transport of ["TCP", "WebSocket"]) {
+    Deno.test(`${runtime.name} runs the package as a client against a Deno server over ${transport}`, async () => {
+      const dir = await Deno.makeTempDir({ prefix: "aesm-node-" });
+      try {
+        const module = await bundle(dir);
+        await using server = await ServerNetwork.listen({ hostname: HOST, port: 0, webSocket: {} });
+        const where = transport === "TCP"
+          ? String(server.port)
+          : `ws://${HOST}:${server.webSocketPort}/`;
+        await using peer = new Peer(runtime.args, [module, "client", where, hex(server.publicKey)]);
+        const connection = await server.accept({ signal: AbortSignal.timeout(120_000) });
+        for await (const packet of connection) await connection.send(packet.data);
+        const result = await peer.json("the client's results");
+        assert.match(String(result.runtime), runtime.name === "Bun" ? /^bun / : /^node v22\./);
+        assert.equal(result.text, `hello from ${result.runtime}`);
+        assert.deepEqual([result.bytes, result.allNine], [100_000, true]);
+        assert.deepEqual(result.close, ["normal", true]);
+        assert.equal(
+          result.keyFile,
+          "TypeError: Cannot use keyFile: key files need Deno; pass a keyPair instead",
+        );
+        const info = await connection.closed;
+        assert.deepEqual([info.reason, info.clean, info.by], ["normal", true, "remote"]);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  }
 
   Deno.test(`${runtime.name} runs the package as a server for a Deno client`, async () => {
     const dir = await Deno.makeTempDir({ prefix: "aesm-node-" });

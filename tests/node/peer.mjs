@@ -1,6 +1,7 @@
 // Copyright 2026 the aesm authors. MIT license.
 // A Node.js (or Bun) peer running the bundled package: `client <port> <key>`
-// connects, sends text and bytes, checks the server's echo, closes;
+// connects, sends text and bytes, checks the server's echo, closes (`client
+// <ws://url> <key>`: the same over WebSocket);
 // `server` listens, prints its port and key, echoes one client, stops.
 // Prints one JSON line of results; the Deno test checks them.
 const [bundle, mode, port, key] = process.argv.slice(2);
@@ -15,17 +16,16 @@ const deadline = setTimeout(() => {
 }, 20_000);
 
 if (mode === "client") {
-  const client = await ClientNetwork.connect({
-    hostname: "127.0.0.1",
-    port: Number(port),
-    serverPublicKey: fromHex(key),
-  });
+  const where = port.startsWith("ws://")
+    ? { url: port }
+    : { hostname: "127.0.0.1", port: Number(port) };
+  const client = await ClientNetwork.connect({ ...where, serverPublicKey: fromHex(key) });
   await client.send("hello from " + runtime);
   await client.send(new Uint8Array(100_000).fill(9));
   const text = (await client.receive()).data;
   const bytes = (await client.receive()).data;
   const info = await client.close();
-  const keyFile = await ClientNetwork.connect({ port: Number(port), keyFile: "aesm.key" })
+  const keyFile = await ClientNetwork.connect({ ...where, keyFile: "aesm.key" })
     .then(() => "connected", (error) => `${error.name}: ${error.message}`);
   console.log(JSON.stringify({
     keyFile,
