@@ -18,6 +18,7 @@ import { generateKeyPair } from "../cipher.ts";
 import { encodeFrame, FrameType } from "../framing.ts";
 import { HandshakeState } from "../handshake.ts";
 import { parseProtocolName } from "../_patterns.ts";
+import { TcpTransport } from "../_tcp.ts";
 
 const config = async (psk?: Uint8Array<ArrayBuffer>) => ({
   applicationName: "aesm",
@@ -140,12 +141,12 @@ for (
     using clientConn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
     using serverConn = await accepting;
     const [serverSide, clientSide] = await Promise.all([
-      establishServer(serverConn, {
+      establishServer(new TcpTransport(serverConn), {
         ...await config(),
         crypto: server,
         authorize: () => true,
       }),
-      establishClient(clientConn, {
+      establishClient(new TcpTransport(clientConn), {
         ...await config(),
         crypto: client,
         serverPublicKey: undefined,
