@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { generateKeyPair } from "../cipher.ts";
 import { ClientNetwork } from "../client.ts";
 import { AuthenticationError, ConnectError } from "../errors.ts";
-import { ServerNetwork } from "../server.ts";
+import { type ActivityRecord, ServerNetwork } from "../server.ts";
 import { activityOf, bounded, HOST, pattern, rejection, within } from "./_network.ts";
 import { Prng } from "./_adversary.ts";
 
@@ -183,6 +183,7 @@ Deno.test("Flipping any byte the client sends over WebSocket is caught, and noth
     try {
       await using client = await ClientNetwork.connect({
         url,
+        reconnect: false, // One session per case: a reconnect would take the tampered path again.
         handshakeTimeout: 500,
         closeTimeout: 500,
       });
@@ -233,6 +234,7 @@ Deno.test("Flipping any byte the server sends over WebSocket is caught by the cl
     try {
       await using client = await ClientNetwork.connect({
         url,
+        reconnect: false, // One session per case: a reconnect would take the tampered path again.
         handshakeTimeout: 500,
         closeTimeout: 500,
       });
@@ -271,6 +273,7 @@ Deno.test("A client stream over WebSocket cut at any point is reported as trunca
     try {
       await using client = await ClientNetwork.connect({
         url,
+        reconnect: false, // One session per case: a reconnect would take the tampered path again.
         handshakeTimeout: 1000,
         closeTimeout: 500,
       });
@@ -332,7 +335,7 @@ Deno.test("A WebSocket peer that floods an application that reads nothing is cut
     highWaterMark: 1024 * 1024,
     heartbeatInterval: 100, // Its reading paused, the server notices the cut at its next write.
   });
-  await using client = await ClientNetwork.connect({ url: wsUrl(server) });
+  await using client = await ClientNetwork.connect({ url: wsUrl(server), reconnect: false });
   const connection = await server.accept(bounded());
   const chunk = pattern(1024 * 1024, 3);
   // WebSocket cannot slow this sender: its sends resolve while the server's application sleeps.
@@ -348,4 +351,31 @@ Deno.test("A WebSocket peer that floods an application that reads nothing is cut
   assert.ok(sent > 16, `the sender got ${sent} MiB out before the cut`);
   assert.ok(connection.data.length <= 2, "at most the high-water mark was queued");
   assert.equal((await within(client.closed, "the client's end")).clean, false);
+});
+
+Deno.test("A WebSocket client reconnects over WebSocket after its connection is cut", async () => {
+  await using server = await ServerNetwork.listen({ hostname: HOST, port: 0, webSocket: {} });
+  await using client = await ClientNetwork.connect({
+    url: wsUrl(server),
+    serverPublicKey: server.publicKey,
+    reconnect: { initialDelay: 10, maxDelay: 50, maxAttempts: 20 },
+  });
+  const first = await server.accept(bounded());
+  first.abort("cut for the test");
+  const second = await server.accept(bounded());
+  assert.notEqual(second.id, first.id);
+  await client.send("after the reconnect");
+  assert.equal((await server.receive(bounded()))?.data, "after the reconnect");
+  const records: ActivityRecord[] = [];
+  const again = () =>
+    records.some((record) => record.event === "reconnecting") &&
+    records.at(-1)?.event === "connected";
+  for (let i = 0; i < 20 && !again(); i++) {
+    const record = await client.activity.receive(bounded());
+    if (record !== undefined) records.push(record);
+  }
+  assert.ok(records.some((record) => record.event === "reconnecting"));
+  assert.equal(records.at(-1)?.event, "connected");
+  assert.equal(records.at(-1)?.address, `${HOST}:${server.webSocketPort}`);
+  assert.equal((await client.close()).clean, true);
 });
