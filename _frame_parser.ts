@@ -8,7 +8,7 @@
 
 import type { Bytes } from "./_bytes.ts";
 import { ProtocolError } from "./errors.ts";
-import { type Frame, FRAME_HEADER_LENGTH, FrameType } from "./framing.ts";
+import { type Frame, FRAME_HEADER_LENGTH, FrameType } from "./_frame_format.ts";
 
 /**
  * Splits bytes into frames, whatever the chunk boundaries. A frame that lies
