@@ -236,11 +236,38 @@ export class Relay implements AsyncDisposable {
   }
 }
 
+/** A child's output read line by line, each wait bounded. */
+export class LineReader {
+  #reader: ReadableStreamDefaultReader<string>;
+  #buffered = "";
+
+  constructor(stream: ReadableStream<Uint8Array>, readonly who: string = "the child") {
+    this.#reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  }
+
+  /** The next line, without its newline; fails if none comes within `ms`. */
+  async line(what: string, ms: number = 30_000): Promise<string> {
+    while (!this.#buffered.includes("\n")) {
+      const { value, done } = await within(this.#reader.read(), what, ms);
+      if (done) throw new Error(`${this.who} ended before ${what}`);
+      this.#buffered += value;
+    }
+    const end = this.#buffered.indexOf("\n");
+    const line = this.#buffered.slice(0, end);
+    this.#buffered = this.#buffered.slice(end + 1);
+    return line;
+  }
+
+  /** Stops reading. */
+  cancel(): Promise<void> {
+    return this.#reader.cancel().catch(() => {});
+  }
+}
+
 /** A `deno eval` subprocess whose output the test reads line by line, killed with SIGKILL on dispose. */
 export class Subprocess implements AsyncDisposable {
   #child: Deno.ChildProcess;
-  #reader: ReadableStreamDefaultReader<string>;
-  #buffered = "";
+  #lines: LineReader;
   #killed = false;
 
   constructor(code: string) {
@@ -250,20 +277,12 @@ export class Subprocess implements AsyncDisposable {
       stdout: "piped",
       stderr: "null",
     }).spawn();
-    this.#reader = this.#child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    this.#lines = new LineReader(this.#child.stdout, "The child");
   }
 
   /** The next line the child prints. */
-  async line(what: string): Promise<string> {
-    while (!this.#buffered.includes("\n")) {
-      const { value, done } = await within(this.#reader.read(), what, 30_000);
-      if (done) throw new Error(`The child ended before ${what}`);
-      this.#buffered += value;
-    }
-    const end = this.#buffered.indexOf("\n");
-    const line = this.#buffered.slice(0, end);
-    this.#buffered = this.#buffered.slice(end + 1);
-    return line;
+  line(what: string): Promise<string> {
+    return this.#lines.line(what);
   }
 
   /** Sends the child SIGTERM (a graceful stop) and waits, bounded, for it to exit. */
@@ -277,7 +296,7 @@ export class Subprocess implements AsyncDisposable {
       throw error;
     }
     this.#killed = true;
-    await this.#reader.cancel();
+    await this.#lines.cancel();
     return status;
   }
 
@@ -287,7 +306,7 @@ export class Subprocess implements AsyncDisposable {
     this.#killed = true;
     this.#child.kill("SIGKILL");
     await this.#child.status;
-    await this.#reader.cancel();
+    await this.#lines.cancel();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

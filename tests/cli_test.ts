@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readKeyFile } from "../key_file.ts";
-import { within } from "./_network.ts";
+import { LineReader, within } from "./_network.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -47,8 +47,7 @@ class Running implements AsyncDisposable {
   readonly child: Deno.ChildProcess;
   readonly stderrLines: string[] = [];
   #piped: boolean;
-  #stderr: ReadableStreamDefaultReader<string>;
-  #buffered = "";
+  #stderr: LineReader;
 
   constructor(args: string[], options: { stdin?: boolean; stdout?: boolean } = {}) {
     this.child = new Deno.Command(Deno.execPath(), {
@@ -59,21 +58,18 @@ class Running implements AsyncDisposable {
       stderr: "piped",
     }).spawn();
     this.#piped = options.stdout ?? false;
-    this.#stderr = this.child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    this.#stderr = new LineReader(this.child.stderr, "The command");
   }
 
   /** The next stderr line. */
   async line(what: string): Promise<string> {
-    while (!this.#buffered.includes("\n")) {
-      const { value, done } = await within(this.#stderr.read(), what, 30_000);
-      if (done) throw new Error(`The command ended before ${what}: ${this.stderrLines.join("\n")}`);
-      this.#buffered += value;
+    try {
+      const line = await this.#stderr.line(what);
+      this.stderrLines.push(line);
+      return line;
+    } catch (error) {
+      throw new Error(`${(error as Error).message}: ${this.stderrLines.join("\n")}`);
     }
-    const end = this.#buffered.indexOf("\n");
-    const line = this.#buffered.slice(0, end);
-    this.#buffered = this.#buffered.slice(end + 1);
-    this.stderrLines.push(line);
-    return line;
   }
 
   /** The stderr line that matches `pattern`, skipping others. */
@@ -100,7 +96,7 @@ class Running implements AsyncDisposable {
       // Already gone.
     }
     await this.child.status;
-    await this.#stderr.cancel().catch(() => {});
+    await this.#stderr.cancel();
     if (this.#piped) await this.child.stdout.cancel().catch(() => {});
   }
 }

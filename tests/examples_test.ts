@@ -2,15 +2,14 @@
 // The examples run as a user runs them: real processes, real signals.
 import assert from "node:assert/strict";
 import { ClientNetwork } from "../client.ts";
-import { bounded, within } from "./_network.ts";
+import { bounded, LineReader, within } from "./_network.ts";
 
 const EXAMPLES = new URL("../examples/", import.meta.url);
 
 /** An example started with `deno run -A`, its stdout read line by line. */
 class Example implements AsyncDisposable {
   readonly child: Deno.ChildProcess;
-  #lines: ReadableStreamDefaultReader<string>;
-  #buffered = "";
+  #lines: LineReader;
 
   constructor(file: string, args: string[], env: Record<string, string> = {}, stdin = false) {
     this.child = new Deno.Command(Deno.execPath(), {
@@ -20,19 +19,11 @@ class Example implements AsyncDisposable {
       stdout: "piped",
       stderr: "null",
     }).spawn();
-    this.#lines = this.child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    this.#lines = new LineReader(this.child.stdout, "The example");
   }
 
-  async line(what: string): Promise<string> {
-    while (!this.#buffered.includes("\n")) {
-      const { value, done } = await within(this.#lines.read(), what, 30_000);
-      if (done) throw new Error(`The example ended before ${what}`);
-      this.#buffered += value;
-    }
-    const end = this.#buffered.indexOf("\n");
-    const line = this.#buffered.slice(0, end);
-    this.#buffered = this.#buffered.slice(end + 1);
-    return line;
+  line(what: string): Promise<string> {
+    return this.#lines.line(what);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -42,7 +33,7 @@ class Example implements AsyncDisposable {
       // Already gone.
     }
     await this.child.status;
-    await this.#lines.cancel().catch(() => {});
+    await this.#lines.cancel();
   }
 }
 

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { ClientNetwork } from "../client.ts";
 import { ServerNetwork } from "../server.ts";
-import { bounded, HOST, within } from "./_network.ts";
+import { bounded, HOST, LineReader } from "./_network.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const PEER = new URL("node/peer.mjs", import.meta.url).pathname;
@@ -35,8 +35,7 @@ function hex(bytes: Uint8Array): string {
 /** A peer process; its stdout is JSON lines. */
 class Peer implements AsyncDisposable {
   readonly child: Deno.ChildProcess;
-  #lines: ReadableStreamDefaultReader<string>;
-  #buffered = "";
+  #lines: LineReader;
 
   constructor(runtime: string[], args: string[]) {
     this.child = new Deno.Command("npx", {
@@ -45,20 +44,12 @@ class Peer implements AsyncDisposable {
       stderr: "null",
       env: { NODE_NO_WARNINGS: "1" },
     }).spawn();
-    this.#lines = this.child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    this.#lines = new LineReader(this.child.stdout, "The peer");
   }
 
   async json(what: string): Promise<Record<string, unknown>> {
-    while (!this.#buffered.includes("\n")) {
-      // The first run of a runtime downloads it from npm.
-      const { value, done } = await within(this.#lines.read(), what, 120_000);
-      if (done) throw new Error(`The peer ended before ${what}`);
-      this.#buffered += value;
-    }
-    const end = this.#buffered.indexOf("\n");
-    const line = this.#buffered.slice(0, end);
-    this.#buffered = this.#buffered.slice(end + 1);
-    return JSON.parse(line);
+    // The first run of a runtime downloads it from npm.
+    return JSON.parse(await this.#lines.line(what, 120_000));
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -68,7 +59,7 @@ class Peer implements AsyncDisposable {
       // Already gone.
     }
     await this.child.status;
-    await this.#lines.cancel().catch(() => {});
+    await this.#lines.cancel();
   }
 }
 
