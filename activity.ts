@@ -23,9 +23,9 @@
  * @module
  */
 
-import { AsyncQueue } from "./_async_queue.ts";
-import { escapeText } from "./_escape.ts";
-import { internals } from "./_internal.ts";
+import { AsyncQueue } from "./_queue/async_queue.ts";
+import { escapeText } from "./_bounds/escape.ts";
+import { internals } from "./_connection/internal.ts";
 import type { CloseReason, RefuseReason } from "./errors.ts";
 import type { ReceiveOptions } from "./queue.ts";
 

@@ -20,8 +20,8 @@
  * @module
  */
 
-import { assertBytes, type Bytes, copy, EMPTY } from "./_bytes.ts";
-import { noiseHooks } from "./_noise_hooks.ts";
+import { assertBytes, type Bytes, copy, EMPTY } from "./_crypto/bytes.ts";
+import { noiseHooks } from "./_noise/hooks.ts";
 import {
   type AeadKey,
   chain,
@@ -29,7 +29,7 @@ import {
   DHLEN,
   type MaybePromise,
   type Suite,
-} from "./_primitives.ts";
+} from "./_crypto/primitives.ts";
 
 /**
  * The reserved nonce 2^64 − 1: never used to encrypt a message, only by

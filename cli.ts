@@ -39,13 +39,13 @@
  * @module
  */
 
-import { UsageError } from "./_cli_args.ts";
-import { explain } from "./_cli_errors.ts";
-import { EXIT, help } from "./_cli_help.ts";
-import { keygen, pubkey } from "./_cli_keys.ts";
-import { connect, listen } from "./_cli_netcat.ts";
-import { receive } from "./_cli_receive.ts";
-import { send } from "./_cli_send.ts";
+import { UsageError } from "./_cli/args.ts";
+import { explain } from "./_cli/errors.ts";
+import { EXIT, help } from "./_cli/help.ts";
+import { keygen, pubkey } from "./_cli/keys.ts";
+import { connect, listen } from "./_cli/netcat.ts";
+import { receive } from "./_cli/receive.ts";
+import { send } from "./_cli/send.ts";
 
 const COMMANDS: Readonly<Record<string, (args: readonly string[]) => Promise<number>>> = {
   keygen,

@@ -20,9 +20,15 @@
  * @module
  */
 
-import { checkHostname, checkPort, commonConfig, loadKeyPair, positive } from "./_config.ts";
-import { establishClient, withDeadline } from "./_establish.ts";
-import { Outbox, utf8Length } from "./_outbox.ts";
+import {
+  checkHostname,
+  checkPort,
+  commonConfig,
+  loadKeyPair,
+  positive,
+} from "./_connection/config.ts";
+import { establishClient, withDeadline } from "./_connection/establish.ts";
+import { Outbox, utf8Length } from "./_client/outbox.ts";
 import {
   backoff,
   checkReconnect,
@@ -32,10 +38,10 @@ import {
   sleep,
   weigh,
   worthReconnecting,
-} from "./_reconnect.ts";
-import type { Transport } from "./_transport.ts";
-import { dialTcp } from "./_tcp.ts";
-import { dialWebSocket } from "./_websocket.ts";
+} from "./_client/reconnect.ts";
+import type { Transport } from "./_transport/transport.ts";
+import { dialTcp } from "./_transport/tcp.ts";
+import { dialWebSocket } from "./_transport/websocket.ts";
 import {
   BufferFullError,
   type CloseReason,
@@ -43,8 +49,8 @@ import {
   ConnectionClosedError,
   type RefuseReason,
 } from "./errors.ts";
-import { type ActivityWriter, disconnectedRecord, internals } from "./_internal.ts";
-import { assertBytes, copy } from "./_bytes.ts";
+import { type ActivityWriter, disconnectedRecord, internals } from "./_connection/internal.ts";
+import { assertBytes, copy } from "./_crypto/bytes.ts";
 import { ActivityLog, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
 import {

@@ -22,12 +22,12 @@
  * @module
  */
 
-import type { ByteBudget } from "./_budget.ts";
-import { FrameOpener } from "./_frame_opener.ts";
-import { TransportLimits } from "./_transport_limits.ts";
-import { hostPort, type Transport } from "./_transport.ts";
-import type { Established } from "./_establish.ts";
-import { type ConnectionInit, internals, type PacketSink } from "./_internal.ts";
+import type { ByteBudget } from "./_bounds/budget.ts";
+import { FrameOpener } from "./_wire/frame_opener.ts";
+import { TransportLimits } from "./_wire/frame_limits.ts";
+import { hostPort, type Transport } from "./_transport/transport.ts";
+import type { Established } from "./_connection/establish.ts";
+import { type ConnectionInit, internals, type PacketSink } from "./_connection/internal.ts";
 import {
   CloseCode,
   type CloseCodeName,
@@ -36,9 +36,9 @@ import {
   RecordDecoder,
   type RecordEvent,
   RecordType,
-} from "./_record.ts";
-import { chain, type MaybePromise, TAGLEN } from "./_primitives.ts";
-import { noiseHooks } from "./_noise_hooks.ts";
+} from "./_wire/record.ts";
+import { chain, type MaybePromise, TAGLEN } from "./_crypto/primitives.ts";
+import { noiseHooks } from "./_noise/hooks.ts";
 import {
   BufferFullError,
   type CloseReason,
@@ -826,7 +826,7 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
     this.#runPump();
   }
 
-  // A small frame is sealed synchronously (see _primitives.ts) and written
+  // A small frame is sealed synchronously (see _crypto/primitives.ts) and written
   // without waiting for anything but the socket; larger ones seal up to
   // DEPTH at once on WebCrypto's threads.
   async #runPump(): Promise<void> {

@@ -18,10 +18,20 @@
  * @module
  */
 
-import { FrameParser } from "./_frame_parser.ts";
+import { FrameParser } from "./_wire/frame_parser.ts";
 
-export { type Frame, FRAME_HEADER_LENGTH, FrameType, MAX_FRAME_BODY } from "./_frame_format.ts";
-import { type Frame, FRAME_HEADER_LENGTH, FrameType, MAX_FRAME_BODY } from "./_frame_format.ts";
+export {
+  type Frame,
+  FRAME_HEADER_LENGTH,
+  FrameType,
+  MAX_FRAME_BODY,
+} from "./_wire/frame_format.ts";
+import {
+  type Frame,
+  FRAME_HEADER_LENGTH,
+  FrameType,
+  MAX_FRAME_BODY,
+} from "./_wire/frame_format.ts";
 
 /**
  * Encodes the 3-byte header of a frame.

@@ -29,10 +29,17 @@
  * @module
  */
 
-import { assertBytes, concat, copy, EMPTY } from "./_bytes.ts";
-import { parseProtocolName, type Pattern, type Token } from "./_patterns.ts";
-import { noiseHooks } from "./_noise_hooks.ts";
-import { defaultSuite, type DhKeyPair, DHLEN, HASHLEN, type Suite, TAGLEN } from "./_primitives.ts";
+import { assertBytes, concat, copy, EMPTY } from "./_crypto/bytes.ts";
+import { parseProtocolName, type Pattern, type Token } from "./_noise/patterns.ts";
+import { noiseHooks } from "./_noise/hooks.ts";
+import {
+  defaultSuite,
+  type DhKeyPair,
+  DHLEN,
+  HASHLEN,
+  type Suite,
+  TAGLEN,
+} from "./_crypto/primitives.ts";
 import type { CipherState } from "./cipher.ts";
 import "./cipher.ts"; // Registers the cipher hooks this module uses.
 

@@ -22,10 +22,10 @@
  * @module
  */
 
-import { AsyncQueue } from "./_async_queue.ts";
-import type { Arrivals, Entry } from "./_arrivals.ts";
-import type { ByteBudget } from "./_budget.ts";
-import { internals } from "./_internal.ts";
+import { AsyncQueue } from "./_queue/async_queue.ts";
+import type { Arrivals, Entry } from "./_queue/arrivals.ts";
+import type { ByteBudget } from "./_bounds/budget.ts";
+import { internals } from "./_connection/internal.ts";
 import type { Connection } from "./connection.ts";
 
 const decoder = new TextDecoder("utf-8", { fatal: true });

@@ -43,9 +43,9 @@
  * @module
  */
 
-import { Arrivals } from "./_arrivals.ts";
-import { ByteBudget } from "./_budget.ts";
-import { AsyncQueue } from "./_async_queue.ts";
+import { Arrivals } from "./_queue/arrivals.ts";
+import { ByteBudget } from "./_bounds/budget.ts";
+import { AsyncQueue } from "./_queue/async_queue.ts";
 import {
   checkHostname,
   checkPort,
@@ -54,16 +54,16 @@ import {
   describe,
   loadKeyPair,
   positive,
-} from "./_config.ts";
-import { encodeRefuse, establishServer, withDeadline } from "./_establish.ts";
-import { abortable } from "./_abort.ts";
-import { checkCluster, ClusterNode, hex } from "./_cluster_node.ts";
-import { type ActivityWriter, disconnectedRecord, internals } from "./_internal.ts";
-import { openFileLimit } from "./_limits.ts";
-import { sourceOf } from "./_source.ts";
-import { sendAndClose, type Transport } from "./_transport.ts";
-import { type Listener, listenTcp } from "./_tcp.ts";
-import { upgradeRequest, WebSocketListener } from "./_websocket_server.ts";
+} from "./_connection/config.ts";
+import { encodeRefuse, establishServer, withDeadline } from "./_connection/establish.ts";
+import { abortable } from "./_queue/abort.ts";
+import { checkCluster, ClusterNode, hex } from "./cluster/_node.ts";
+import { type ActivityWriter, disconnectedRecord, internals } from "./_connection/internal.ts";
+import { openFileLimit } from "./_bounds/open_files.ts";
+import { sourceOf } from "./_bounds/source.ts";
+import { sendAndClose, type Transport } from "./_transport/transport.ts";
+import { type Listener, listenTcp } from "./_transport/tcp.ts";
+import { upgradeRequest, WebSocketListener } from "./_transport/websocket_server.ts";
 import { ActivityLog, type ActivityRecord, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
 import type { ClusterOptions, ClusterPresence } from "./cluster.ts";

@@ -11,10 +11,10 @@
  * @module
  */
 
-import { fromHex, toHex } from "../_bytes.ts";
-import { FrameOpener } from "../_frame_opener.ts";
-import { noiseHooks } from "../_noise_hooks.ts";
-import { type MaybePromise, TAGLEN } from "../_primitives.ts";
+import { fromHex, toHex } from "../_crypto/bytes.ts";
+import { FrameOpener } from "../_wire/frame_opener.ts";
+import { noiseHooks } from "../_noise/hooks.ts";
+import { type MaybePromise, TAGLEN } from "../_crypto/primitives.ts";
 import { CipherState } from "../cipher.ts";
 import { encodeFrameHeader, type Frame, FrameType } from "../framing.ts";
 

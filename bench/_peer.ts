@@ -12,7 +12,7 @@
 import { type Message, messages, wallClock } from "./_control.ts";
 import { FrameOpenerLoop } from "./_ceiling.ts";
 import { connect, type Impl, type Link, listen, type TlsMaterial } from "./_impls.ts";
-import { backendCalls } from "../_primitives.ts";
+import { backendCalls } from "../_crypto/primitives.ts";
 
 interface Role extends Message {
   readonly impl: Impl;

@@ -8,7 +8,7 @@
 
 import { type Message, Peer } from "./_control.ts";
 import type { Link } from "./_impls.ts";
-import { backendCalls } from "../_primitives.ts";
+import { backendCalls } from "../_crypto/primitives.ts";
 
 /** How a measurement ended: its values, or why there are none. */
 export type Outcome<T> = { readonly ok: true; readonly value: T } | {

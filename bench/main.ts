@@ -17,7 +17,7 @@ import { type Impl, IMPL_LABEL, IMPLS, type TlsMaterial } from "./_impls.ts";
 import { FULL, QUICK, type Scenario, scenarios, type Values } from "./_scenarios.ts";
 import { formatNumber, formatRatio, median, range } from "./_stats.ts";
 import { type Outcome, runTrial } from "./_trial.ts";
-import { backendCalls, DEFAULT_CHOICE, suiteFor } from "../_primitives.ts";
+import { backendCalls, DEFAULT_CHOICE, suiteFor } from "../_crypto/primitives.ts";
 
 interface Options {
   readonly quick: boolean;

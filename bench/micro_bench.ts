@@ -3,7 +3,7 @@
  * Micro-benchmarks of aesm's hot paths, one process, no sockets:
  *
  *   deno bench bench/micro_bench.ts
- *   deno bench --filter=aead bench/micro_bench.ts        # the thresholds in _primitives.ts
+ *   deno bench --filter=aead bench/micro_bench.ts        # the thresholds in _crypto/primitives.ts
  *   deno bench --filter=handshake bench/micro_bench.ts   # also prints handshake CPU per side
  *
  * @module
@@ -12,15 +12,15 @@
 import { RecordDecoderStream } from "../tests/_stages.ts";
 import { CipherState } from "../cipher.ts";
 import { encodeFrame, encodeFrameHeader, FrameDecoderStream, FrameType } from "../framing.ts";
-import { RecordBatcher } from "../_record.ts";
+import { RecordBatcher } from "../_wire/record.ts";
 import { cpuUsage } from "node:process";
 import type { HandshakeState } from "../handshake.ts";
 import "../handshake.ts"; // Registers the handshake hooks.
-import { noiseHooks } from "../_noise_hooks.ts";
-import { hasNodeCrypto, suiteFor, type SuiteName } from "../_primitives.ts";
-import { nodeCrypto as loadNodeCrypto } from "../_node_crypto.ts";
-import { webCrypto } from "../_webcrypto.ts";
-import type { Backend } from "../_backend.ts";
+import { noiseHooks } from "../_noise/hooks.ts";
+import { hasNodeCrypto, suiteFor, type SuiteName } from "../_crypto/primitives.ts";
+import { nodeCrypto as loadNodeCrypto } from "../_crypto/node_crypto.ts";
+import { webCrypto } from "../_crypto/webcrypto.ts";
+import type { Backend } from "../_crypto/backend.ts";
 
 const KiB = 1024;
 const CHUNK = 64 * KiB;
@@ -192,7 +192,7 @@ Deno.bench({
   },
 });
 
-// ---- The crypto backends, by size: where _primitives.ts draws SYNC_AEAD_MAX ----
+// ---- The crypto backends, by size: where _crypto/primitives.ts draws SYNC_AEAD_MAX ----
 
 const AEAD_SIZES = [64, 1024, 4096, 8192, 16384, 65519];
 const aeadKey = random(32);

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { concat } from "../_bytes.ts";
+import { concat } from "../_crypto/bytes.ts";
 import assert from "node:assert/strict";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -1164,7 +1164,7 @@ async function sink(idleMs: number, highWaterMark: number, maxMessageSize: numbe
 
 async function pskFlood(port: number, inFlight: number, ms: number, rate: number): Promise<void> {
   // Imported here, so that this file runs against any version of the code.
-  const { encodePreamble, PROTOCOLS } = await import("../_establish.ts");
+  const { encodePreamble, PROTOCOLS } = await import("../_connection/establish.ts");
   const { generateKeyPair } = await import("../cipher.ts");
   const keyPair = await generateKeyPair();
   const wrongPsk = crypto.getRandomValues(new Uint8Array(32));

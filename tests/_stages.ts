@@ -4,10 +4,10 @@
 // FrameOpener, RecordDecoder) in one loop; these wrappers carry errors in
 // band as a `Fault`, after every chunk before it, as that loop does.
 
-import { FrameParser } from "../_frame_parser.ts";
-import { FrameOpener } from "../_frame_opener.ts";
-import { RecordDecoder, type RecordEvent } from "../_record.ts";
-import type { Bytes } from "../_bytes.ts";
+import { FrameParser } from "../_wire/frame_parser.ts";
+import { FrameOpener } from "../_wire/frame_opener.ts";
+import { RecordDecoder, type RecordEvent } from "../_wire/record.ts";
+import type { Bytes } from "../_crypto/bytes.ts";
 import type { CipherState } from "../cipher.ts";
 import type { Frame } from "../framing.ts";
 

@@ -1,7 +1,7 @@
 // Copyright 2026 the aesm authors. MIT license.
 // Loads the public Noise test vectors kept beside the repository in ../shared/vectors/.
 
-import { fromHex } from "../_bytes.ts";
+import { fromHex } from "../_crypto/bytes.ts";
 
 export const VECTORS_DIR = new URL("../../shared/vectors/", import.meta.url);
 

@@ -1,6 +1,6 @@
 // Copyright 2026 the aesm authors. MIT license.
 import assert from "node:assert/strict";
-import { Waiters } from "../_abort.ts";
+import { Waiters } from "../_queue/abort.ts";
 import { ClientNetwork } from "../client.ts";
 import { ServerNetwork } from "../server.ts";
 import { mib, settledMemory } from "./_adversary.ts";

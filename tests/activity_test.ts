@@ -1,7 +1,7 @@
 // Copyright 2026 the aesm authors. MIT license.
 import assert from "node:assert/strict";
 import { ActivityLog, type ActivityRecord } from "../activity.ts";
-import { internals } from "../_internal.ts";
+import { internals } from "../_connection/internal.ts";
 import { ClientNetwork } from "../client.ts";
 import { RefusedError } from "../errors.ts";
 import { ServerNetwork } from "../server.ts";

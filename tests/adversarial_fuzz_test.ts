@@ -8,9 +8,9 @@
 
 import { DecryptStream, Fault, FrameFaultStream, RecordDecoderStream } from "./_stages.ts";
 import assert from "node:assert/strict";
-import { establishClient, establishServer } from "../_establish.ts";
-import type { Transport } from "../_transport.ts";
-import { RecordBatcher } from "../_record.ts";
+import { establishClient, establishServer } from "../_connection/establish.ts";
+import type { Transport } from "../_transport/transport.ts";
+import { RecordBatcher } from "../_wire/record.ts";
 import { CipherState, generateKeyPair, type KeyPair } from "../cipher.ts";
 import { HandshakeError, ProtocolError } from "../errors.ts";
 import { HandshakeState } from "../handshake.ts";

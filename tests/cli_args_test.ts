@@ -1,6 +1,6 @@
 // Copyright 2026 the aesm authors. MIT license.
 import assert from "node:assert/strict";
-import { parseArgs, parseTarget, UsageError } from "../_cli_args.ts";
+import { parseArgs, parseTarget, UsageError } from "../_cli/args.ts";
 
 Deno.test("parseArgs() reads flags with separate or inline values, lists, -h and --", () => {
   const parsed = parseArgs("listen", [

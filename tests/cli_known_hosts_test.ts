@@ -1,7 +1,7 @@
 // Copyright 2026 the aesm authors. MIT license.
 import assert from "node:assert/strict";
-import { CliError } from "../_cli_errors.ts";
-import { knownHostsPath, lookUp, remember } from "../_cli_known_hosts.ts";
+import { CliError } from "../_cli/errors.ts";
+import { knownHostsPath, lookUp, remember } from "../_cli/known_hosts.ts";
 
 const KEY_A = "a".repeat(64);
 const KEY_B = "b".repeat(64);

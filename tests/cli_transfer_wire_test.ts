@@ -1,6 +1,6 @@
 // Copyright 2026 the aesm authors. MIT license.
 import assert from "node:assert/strict";
-import { checkName, control, TransferError } from "../_cli_transfer_wire.ts";
+import { checkName, control, TransferError } from "../_cli/transfer_wire.ts";
 import type { Connection } from "../connection.ts";
 import { Packet } from "../queue.ts";
 

@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import type { ActivityRecord } from "../activity.ts";
 import { ClientNetwork } from "../client.ts";
-import { encodeRefuse } from "../_establish.ts";
-import { MAX_DELAY } from "../_reconnect.ts";
+import { encodeRefuse } from "../_connection/establish.ts";
+import { MAX_DELAY } from "../_client/reconnect.ts";
 import {
   AuthenticationError,
   BufferFullError,

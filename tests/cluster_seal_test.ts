@@ -1,7 +1,7 @@
 // Copyright 2026 the aesm authors. MIT license.
 // The sealing of messages between cluster nodes.
 import assert from "node:assert/strict";
-import { ClusterSealer, SEAL_OVERHEAD } from "../_cluster_seal.ts";
+import { ClusterSealer, SEAL_OVERHEAD } from "../cluster/_seal.ts";
 import { generateClusterKey } from "../cluster.ts";
 
 const text = (bytes: Uint8Array | undefined) => bytes && new TextDecoder().decode(bytes);

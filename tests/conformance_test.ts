@@ -819,11 +819,11 @@ function truncatedAnswer(send: (raw: RawClient) => Promise<void>): Promise<strin
 
 /** Receiver-side files and the messages of every refusal and protocol error they raise. */
 const CHECK_FILES = [
-  "_establish.ts",
-  "_frame_parser.ts",
-  "_frame_opener.ts",
-  "_transport_limits.ts",
-  "_record.ts",
+  "_connection/establish.ts",
+  "_wire/frame_parser.ts",
+  "_wire/frame_opener.ts",
+  "_wire/frame_limits.ts",
+  "_wire/record.ts",
   "server.ts",
 ];
 

@@ -1,6 +1,6 @@
 // Copyright 2026 the aesm authors. MIT license.
 import assert from "node:assert/strict";
-import { concat, fromHex, toHex } from "../_bytes.ts";
+import { concat, fromHex, toHex } from "../_crypto/bytes.ts";
 import {
   encodePreamble,
   encodeRefuse,
@@ -11,14 +11,14 @@ import {
   PROTOCOL_BYTE,
   PROTOCOLS,
   REFUSE_CODES,
-} from "../_establish.ts";
-import { noiseHooks } from "../_noise_hooks.ts";
-import { DEFAULT_CHOICE, hash, hkdf } from "../_primitives.ts";
+} from "../_connection/establish.ts";
+import { noiseHooks } from "../_noise/hooks.ts";
+import { DEFAULT_CHOICE, hash, hkdf } from "../_crypto/primitives.ts";
 import { generateKeyPair } from "../cipher.ts";
 import { encodeFrame, FrameType } from "../framing.ts";
 import { HandshakeState } from "../handshake.ts";
-import { parseProtocolName } from "../_patterns.ts";
-import { TcpTransport } from "../_tcp.ts";
+import { parseProtocolName } from "../_noise/patterns.ts";
+import { TcpTransport } from "../_transport/tcp.ts";
 
 const config = async (psk?: Uint8Array<ArrayBuffer>) => ({
   applicationName: "aesm",

@@ -1,5 +1,5 @@
 // Copyright 2026 the aesm authors. MIT license.
-import { concat } from "../_bytes.ts";
+import { concat } from "../_crypto/bytes.ts";
 import assert from "node:assert/strict";
 import {
   encodeFrame,

@@ -7,7 +7,7 @@ import {
   type HandshakeStateOptions,
   SymmetricState,
 } from "../handshake.ts";
-import { parseProtocolName, type Pattern, PATTERN_NAMES } from "../_patterns.ts";
+import { parseProtocolName, type Pattern, PATTERN_NAMES } from "../_noise/patterns.ts";
 
 type Bytes = Uint8Array<ArrayBuffer>;
 type SideOptions = Partial<HandshakeStateOptions>;

@@ -1,6 +1,6 @@
 // Copyright 2026 the aesm authors. MIT license.
 import assert from "node:assert/strict";
-import { Outbox, utf8Length } from "../_outbox.ts";
+import { Outbox, utf8Length } from "../_client/outbox.ts";
 import type { Connection } from "../connection.ts";
 
 Deno.test("utf8Length() counts what TextEncoder writes, lone surrogates as U+FFFD", () => {

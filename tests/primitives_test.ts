@@ -1,9 +1,9 @@
 // Copyright 2026 the aesm authors. MIT license.
 // The crypto seam: every backend computes the same bytes, and each suite
-// sends each operation where _primitives.ts says.
+// sends each operation where _crypto/primitives.ts says.
 import assert from "node:assert/strict";
 import { type CipherState, DecryptionError } from "../cipher.ts";
-import { noiseHooks } from "../_noise_hooks.ts";
+import { noiseHooks } from "../_noise/hooks.ts";
 import {
   backendCalls,
   hasNodeCrypto,
@@ -11,7 +11,7 @@ import {
   suiteFor,
   type SuiteName,
   SYNC_AEAD_MAX,
-} from "../_primitives.ts";
+} from "../_crypto/primitives.ts";
 
 type Bytes = Uint8Array<ArrayBuffer>;
 
@@ -181,7 +181,7 @@ Deno.test("Without node:crypto (as in a browser) the core loads, auto is WebCryp
   const url = (path: string) => JSON.stringify(new URL(path, import.meta.url).href);
   // node:crypto is looked up on first use, so hiding it after the imports is in time.
   const script = `
-    import { backendCalls, hasNodeCrypto, suiteFor } from ${url("../_primitives.ts")};
+    import { backendCalls, hasNodeCrypto, suiteFor } from ${url("../_crypto/primitives.ts")};
     import { HandshakeState } from ${url("../handshake.ts")};
     const process = globalThis.process;
     const lookUp = process.getBuiltinModule.bind(process);

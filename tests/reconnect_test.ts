@@ -9,8 +9,8 @@ import {
   MAX_DELAY,
   weigh,
   worthReconnecting,
-} from "../_reconnect.ts";
-import { encodeRefuse } from "../_establish.ts";
+} from "../_client/reconnect.ts";
+import { encodeRefuse } from "../_connection/establish.ts";
 import { AuthenticationError, ConnectError, RefusedError, TimeoutError } from "../errors.ts";
 import { HOST, rejection } from "./_network.ts";
 

@@ -1,6 +1,6 @@
 // Copyright 2026 the aesm authors. MIT license.
 import { Fault, RecordDecoderStream } from "./_stages.ts";
-import { concat } from "../_bytes.ts";
+import { concat } from "../_crypto/bytes.ts";
 import assert from "node:assert/strict";
 import {
   CloseCode,
@@ -11,7 +11,7 @@ import {
   type RecordEvent,
   RecordType,
   START_HEADER_LENGTH,
-} from "../_record.ts";
+} from "../_wire/record.ts";
 import { ProtocolError } from "../errors.ts";
 
 type Bytes = Uint8Array<ArrayBuffer>;

@@ -1,6 +1,6 @@
 // Copyright 2026 the aesm authors. MIT license.
 import assert from "node:assert/strict";
-import { sourceOf } from "../_source.ts";
+import { sourceOf } from "../_bounds/source.ts";
 
 Deno.test("sourceOf() keeps an IPv4 address and unwraps an IPv4-mapped IPv6 one", () => {
   assert.equal(sourceOf("127.0.0.2"), "127.0.0.2");

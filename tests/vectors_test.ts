@@ -1,10 +1,10 @@
 // Copyright 2026 the aesm authors. MIT license.
 import assert from "node:assert/strict";
-import { fromHex, toHex } from "../_bytes.ts";
+import { fromHex, toHex } from "../_crypto/bytes.ts";
 import type { HandshakeState, TransportCiphers } from "../handshake.ts";
 import "../handshake.ts"; // Registers the handshake hooks.
-import { noiseHooks } from "../_noise_hooks.ts";
-import { hasNodeCrypto, type Suite, suiteFor, type SuiteName } from "../_primitives.ts";
+import { noiseHooks } from "../_noise/hooks.ts";
+import { hasNodeCrypto, type Suite, suiteFor, type SuiteName } from "../_crypto/primitives.ts";
 import { hexOrUndefined, loadVectorFiles, type Vector } from "./_vectors.ts";
 
 const files = await loadVectorFiles();
