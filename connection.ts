@@ -38,7 +38,7 @@ import {
   RecordType,
 } from "./_wire/record.ts";
 import { chain, type MaybePromise, TAGLEN } from "./_crypto/primitives.ts";
-import { noiseHooks } from "./_noise/hooks.ts";
+import { encryptNow, rekeyNow } from "./_noise/cipher_state.ts";
 import {
   BufferFullError,
   type CloseReason,
@@ -894,9 +894,9 @@ export class Connection implements AsyncIterable<Packet>, AsyncDisposable {
       frame.set(ciphertext, header.length);
       return { frame, size: plaintext.length };
     };
-    const sealed = noiseHooks.encrypt!(send, header, plaintext);
+    const sealed = encryptNow(send, header, plaintext);
     if (!rekey) return chain(sealed, frameOf);
-    return chain(sealed, (ciphertext) => chain(noiseHooks.rekey!(send), () => frameOf(ciphertext)));
+    return chain(sealed, (ciphertext) => chain(rekeyNow(send), () => frameOf(ciphertext)));
   }
 
   async #write(frame: Uint8Array<ArrayBuffer>): Promise<void> {

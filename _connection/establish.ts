@@ -14,7 +14,7 @@ import {
   suiteFor,
   TAGLEN,
 } from "../_crypto/primitives.ts";
-import { noiseHooks } from "../_noise/hooks.ts";
+import { createHandshakeState } from "../_noise/handshake_state.ts";
 import type { CipherState, KeyPair } from "../cipher.ts";
 import {
   AuthenticationError,
@@ -25,7 +25,6 @@ import {
 } from "../errors.ts";
 import { encodeFrame, encodeFrameHeader, type Frame, FrameType } from "../framing.ts";
 import type { HandshakeError, HandshakeState } from "../handshake.ts";
-import "../handshake.ts"; // Registers the handshake hooks this module uses.
 import { FrameReader } from "../_wire/frame_reader.ts";
 import { sendAndClose, type Transport } from "../_transport/transport.ts";
 
@@ -192,7 +191,7 @@ async function createState(
   initiator: boolean,
   preambleBytes: Bytes,
 ): Promise<HandshakeState> {
-  return await noiseHooks.createHandshake!({
+  return await createHandshakeState({
     protocolName: PROTOCOLS[config.psk ? PROTOCOL_BYTE.psk : PROTOCOL_BYTE.plain],
     initiator,
     prologue: prologue(preambleBytes, config),

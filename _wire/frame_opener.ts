@@ -7,7 +7,7 @@
  */
 
 import type { Bytes } from "../_crypto/bytes.ts";
-import { noiseHooks } from "../_noise/hooks.ts";
+import { decryptNow, rekeyNow } from "../_noise/cipher_state.ts";
 import { type MaybePromise, TAGLEN } from "../_crypto/primitives.ts";
 import type { CipherState } from "../cipher.ts";
 import { ProtocolError } from "../errors.ts";
@@ -50,7 +50,7 @@ export class FrameOpener {
       }
       const error = await this.#openRun(frames.slice(start, end), plaintexts);
       if (error !== undefined) return { plaintexts, error };
-      if (barrier) await noiseHooks.rekey!(this.#cipher);
+      if (barrier) await rekeyNow(this.#cipher);
       start = end;
     }
     return this.#failed
@@ -81,7 +81,7 @@ export class FrameOpener {
   // Starts decrypting `frame`; a synchronous failure stops the run there.
   #start(frame: Frame, pending: MaybePromise<Bytes>[]): ProtocolError | undefined {
     try {
-      const plaintext = noiseHooks.decrypt!(this.#cipher, frame.header, frame.body);
+      const plaintext = decryptNow(this.#cipher, frame.header, frame.body);
       // Awaited in order by the caller; this only marks it handled.
       if (plaintext instanceof Promise) plaintext.catch(() => {});
       pending.push(plaintext);

@@ -13,7 +13,7 @@
 
 import { fromHex, toHex } from "../_crypto/bytes.ts";
 import { FrameOpener } from "../_wire/frame_opener.ts";
-import { noiseHooks } from "../_noise/hooks.ts";
+import { encryptNow } from "../_noise/cipher_state.ts";
 import { type MaybePromise, TAGLEN } from "../_crypto/primitives.ts";
 import { CipherState } from "../cipher.ts";
 import { encodeFrameHeader, type Frame, FrameType } from "../framing.ts";
@@ -44,7 +44,7 @@ export async function sealFrames(
   const cipher = await CipherState.create(fromHex(key));
   const data = plaintext();
   const header = encodeFrameHeader(FrameType.Transport, data.length + TAGLEN);
-  const seal = (): MaybePromise<Uint8Array> => noiseHooks.encrypt!(cipher, header, data);
+  const seal = (): MaybePromise<Uint8Array> => encryptNow(cipher, header, data);
   const frame = (sealed: Uint8Array) => {
     const out = new Uint8Array(header.length + sealed.length);
     out.set(header);

@@ -15,8 +15,7 @@ import { encodeFrame, encodeFrameHeader, FrameDecoderStream, FrameType } from ".
 import { RecordBatcher } from "../_wire/record.ts";
 import { cpuUsage } from "node:process";
 import type { HandshakeState } from "../handshake.ts";
-import "../handshake.ts"; // Registers the handshake hooks.
-import { noiseHooks } from "../_noise/hooks.ts";
+import { createHandshakeState } from "../_noise/handshake_state.ts";
 import { hasNodeCrypto, suiteFor, type SuiteName } from "../_crypto/primitives.ts";
 import { nodeCrypto as loadNodeCrypto } from "../_crypto/node_crypto.ts";
 import { webCrypto } from "../_crypto/webcrypto.ts";
@@ -291,7 +290,7 @@ async function handshake(name: SuiteName): Promise<[number, number]> {
     }
   };
   const create = (initiator: boolean) =>
-    noiseHooks.createHandshake!({
+    createHandshakeState({
       protocolName: PROTOCOL,
       initiator,
       prologue: params,

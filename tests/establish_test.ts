@@ -12,7 +12,7 @@ import {
   PROTOCOLS,
   REFUSE_CODES,
 } from "../_connection/establish.ts";
-import { noiseHooks } from "../_noise/hooks.ts";
+import { suiteOf } from "../_noise/cipher_state.ts";
 import { DEFAULT_CHOICE, hash, hkdf } from "../_crypto/primitives.ts";
 import { generateKeyPair } from "../cipher.ts";
 import { encodeFrame, FrameType } from "../framing.ts";
@@ -153,8 +153,8 @@ for (
       }),
     ]);
     for (const [side, choice] of [[serverSide, server], [clientSide, client]] as const) {
-      assert.equal(noiseHooks.suiteOf!(side.send).name, choice ?? DEFAULT_CHOICE);
-      assert.equal(noiseHooks.suiteOf!(side.receive).name, choice ?? DEFAULT_CHOICE);
+      assert.equal(suiteOf(side.send).name, choice ?? DEFAULT_CHOICE);
+      assert.equal(suiteOf(side.receive).name, choice ?? DEFAULT_CHOICE);
     }
     assert.deepEqual(serverSide.handshakeHash, clientSide.handshakeHash);
     const sealed = await clientSide.send.encryptWithAd(new Uint8Array(0), new Uint8Array(5000));
