@@ -49,7 +49,8 @@ import {
   ConnectionClosedError,
   type RefuseReason,
 } from "./errors.ts";
-import { type ActivityWriter, disconnectedRecord, internals } from "./_connection/internal.ts";
+import { disconnectedRecord, openConnection, sinkOf } from "./_connection/connection.ts";
+import { type ActivityWriter, activityWriter } from "./_queue/activity_log.ts";
 import { assertBytes, copy } from "./_crypto/bytes.ts";
 import { ActivityLog, DEFAULT_ACTIVITY_LIMIT } from "./activity.ts";
 import type { KeyPair } from "./cipher.ts";
@@ -338,7 +339,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     this.activity = new ActivityLog(
       positive(options.activityLimit, "activityLimit", DEFAULT_ACTIVITY_LIMIT),
     );
-    this.#log = internals.writerOf!(this.activity);
+    this.#log = activityWriter(this.activity);
     this.#outbox = new Outbox(options.maxBufferedAmount ?? DEFAULT_MAX_BUFFERED_AMOUNT);
     this.ready = this.#start(options);
     this.ready.catch((error) => {
@@ -576,7 +577,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
         deadline.throwIfAborted();
         return await establishClient(conn, { ...config, keyPair: this.#keyPair! });
       });
-      return internals.openConnection!({
+      return openConnection({
         conn: conn!,
         established,
         options: this.#options,
@@ -700,7 +701,7 @@ export class ClientNetwork implements AsyncIterable<Packet>, AsyncDisposable {
           cause: info.error,
         }),
     );
-    internals.sinkOf!(this.retrieved).close();
+    sinkOf(this.retrieved).close();
     this.#log.close();
     this.#ended.resolve(info);
   }

@@ -19,7 +19,7 @@
  * @module
  */
 
-import { HandshakeError } from "./handshake.ts";
+import { HandshakeError } from "./_noise/handshake_state.ts";
 
 export { HandshakeError };
 

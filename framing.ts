@@ -21,71 +21,14 @@
 import { FrameParser } from "./_wire/frame_parser.ts";
 
 export {
+  encodeFrame,
+  encodeFrameHeader,
   type Frame,
   FRAME_HEADER_LENGTH,
   FrameType,
   MAX_FRAME_BODY,
 } from "./_wire/frame_format.ts";
-import {
-  type Frame,
-  FRAME_HEADER_LENGTH,
-  FrameType,
-  MAX_FRAME_BODY,
-} from "./_wire/frame_format.ts";
-
-/**
- * Encodes the 3-byte header of a frame.
- *
- * @param type The frame type.
- * @param length The body length.
- * @returns The header.
- * @throws {RangeError} If `length` is not an integer from 0 to {@linkcode MAX_FRAME_BODY}.
- *
- * @example Writing a header before streaming its body
- * ```ts
- * import assert from "node:assert/strict";
- * import { encodeFrameHeader, FrameType } from "@aesm/aesm/framing";
- *
- * assert.deepEqual(encodeFrameHeader(FrameType.Handshake, 258), new Uint8Array([0x01, 1, 2]));
- * assert.throws(() => encodeFrameHeader(FrameType.Handshake, -1), RangeError);
- * ```
- */
-export function encodeFrameHeader(type: FrameType, length: number): Uint8Array<ArrayBuffer> {
-  if (!Number.isInteger(type) || type < FrameType.Handshake || type > FrameType.TransportRekey) {
-    throw new RangeError(`Cannot encode frame: unknown frame type ${type}`);
-  }
-  if (!Number.isInteger(length) || length < 0 || length > MAX_FRAME_BODY) {
-    throw new RangeError(
-      `Cannot encode frame: body length must be an integer from 0 to ${MAX_FRAME_BODY}, got ${length}`,
-    );
-  }
-  return new Uint8Array([type, length >>> 8, length & 0xff]);
-}
-
-/**
- * Encodes a whole frame.
- *
- * @param type The frame type.
- * @param body The body, at most 65535 bytes.
- * @returns Header and body in one buffer.
- * @throws {RangeError} If `body` is longer than {@linkcode MAX_FRAME_BODY}.
- *
- * @example Encoding a frame
- * ```ts
- * import assert from "node:assert/strict";
- * import { encodeFrame, FrameType } from "@aesm/aesm/framing";
- *
- * const frame = encodeFrame(FrameType.Handshake, new Uint8Array([0xaa, 0xbb]));
- * assert.deepEqual(frame, new Uint8Array([0x01, 0, 2, 0xaa, 0xbb]));
- * assert.throws(() => encodeFrame(FrameType.Handshake, new Uint8Array(65536)), RangeError);
- * ```
- */
-export function encodeFrame(type: FrameType, body: Uint8Array): Uint8Array<ArrayBuffer> {
-  const frame = new Uint8Array(FRAME_HEADER_LENGTH + body.length);
-  frame.set(encodeFrameHeader(type, body.length));
-  frame.set(body, FRAME_HEADER_LENGTH);
-  return frame;
-}
+import type { Frame } from "./_wire/frame_format.ts";
 
 /** Options of {@linkcode FrameDecoderStream}. */
 export interface FrameDecoderStreamOptions {

@@ -35,7 +35,7 @@
  * @module
  */
 
-import { generateKeyPair, type KeyPair, keyPairFromPrivateKey } from "./cipher.ts";
+import { generateKeyPair, type KeyPair, keyPairFromPrivateKey } from "./_noise/cipher_state.ts";
 
 /** The `format` field of every key file. */
 export const KEY_FILE_FORMAT = "aesm-key-file";

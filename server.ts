@@ -58,7 +58,18 @@ import {
 import { encodeRefuse, establishServer, withDeadline } from "./_connection/establish.ts";
 import { abortable } from "./_queue/abort.ts";
 import { checkCluster, ClusterNode, hex } from "./cluster/_node.ts";
-import { type ActivityWriter, disconnectedRecord, internals } from "./_connection/internal.ts";
+import {
+  disconnectedRecord,
+  disconnectSlow,
+  drained,
+  enqueueMessage,
+  feedingQueue,
+  isBehind,
+  isFull,
+  openConnection,
+  progress,
+} from "./_connection/connection.ts";
+import { type ActivityWriter, activityWriter } from "./_queue/activity_log.ts";
 import { openFileLimit } from "./_bounds/open_files.ts";
 import { sourceOf } from "./_bounds/source.ts";
 import { sendAndClose, type Transport } from "./_transport/transport.ts";
@@ -709,7 +720,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
     const table = newConnections(this.#arrivals, this.activity);
     this.connections = table.connections;
     this.#table = table;
-    this.#log = internals.writerOf!(this.activity);
+    this.#log = activityWriter(this.activity);
     this.#cluster = options.cluster && this.#joinCluster(checkCluster(options.cluster));
     if (this.#cluster && options.cluster?.shareActivity) this.#log = this.#cluster.share(this.#log);
     this.#listener = listenTcp(
@@ -1005,7 +1016,7 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
       if (connection.isClosed) continue;
       if (bytes.length > connection.peerMaxMessageSize) {
         result.tooLarge.push(connection);
-      } else if (policy === "wait" && internals.isBehind!(connection)) {
+      } else if (policy === "wait" && isBehind(connection)) {
         waits.push(
           connection.send(text ? new TextDecoder().decode(bytes) : bytes).then(
             () => void result.sent++,
@@ -1014,17 +1025,17 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
             },
           ),
         );
-      } else if (policy !== "wait" && internals.isFull!(connection, bytes.length)) {
+      } else if (policy !== "wait" && isFull(connection, bytes.length)) {
         if (policy === "drop") result.dropped.push(connection);
         else {
           result.disconnected.push(connection);
-          internals.disconnectSlow!(connection);
+          disconnectSlow(connection);
         }
       } else {
         try {
-          internals.enqueueMessage!(connection, bytes, text);
+          enqueueMessage(connection, bytes, text);
           result.sent++;
-          behind ||= internals.isBehind!(connection);
+          behind ||= isBehind(connection);
         } catch {
           result.failed.push(connection);
         }
@@ -1044,11 +1055,11 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
   async #pace(): Promise<void> {
     const draining: Promise<void>[] = [];
     for (const connection of this.connections) {
-      if (connection.isClosed || !internals.isBehind!(connection)) continue;
-      const written = internals.progress!(connection);
+      if (connection.isClosed || !isBehind(connection)) continue;
+      const written = progress(connection);
       if (this.#progressSeen.get(connection) !== written) {
         this.#progressSeen.set(connection, written);
-        draining.push(internals.drained!(connection).catch(() => {}));
+        draining.push(drained(connection).catch(() => {}));
       }
     }
     if (draining.length === 0) return;
@@ -1217,13 +1228,13 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
             authorize: (publicKey) => this.#authorize(publicKey, address, host, slot),
           }),
       );
-      const queue = internals.feedingQueue!(
+      const queue = feedingQueue(
         this.#options,
         this.#arrivals,
         () => this.#table.remove(connection),
         this.#budget,
       );
-      connection = internals.openConnection!({
+      connection = openConnection({
         conn,
         established,
         options: { ...this.#options, maxMessageSize: this.#config.maxMessageSize },

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Connection } from "../connection.ts";
+import type { Connection } from "../_connection/connection.ts";
 
 interface Waiting {
   readonly size: number;

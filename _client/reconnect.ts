@@ -8,7 +8,7 @@
 
 import { describe } from "../_connection/config.ts";
 import { isReceivedRefusal } from "../_connection/establish.ts";
-import type { CloseInfo } from "../connection.ts";
+import type { CloseInfo } from "../_connection/options.ts";
 import { type CloseReason, RefusedError, type RefuseReason } from "../errors.ts";
 
 /** The longest delay a timer takes (2^31 − 1 ms, about 24.8 days). */

@@ -6,13 +6,13 @@
  */
 
 import { assertBytes, type Bytes, copy } from "../_crypto/bytes.ts";
-import { generateKeyPair, type KeyPair, keyPairFromPrivateKey } from "../cipher.ts";
+import { generateKeyPair, type KeyPair, keyPairFromPrivateKey } from "../_noise/cipher_state.ts";
 import {
   type ConnectionOptions,
   DEFAULT_HEARTBEAT_INTERVAL,
   DEFAULT_IDLE_TIMEOUT,
   DEFAULT_MAX_MESSAGE_SIZE,
-} from "../connection.ts";
+} from "./options.ts";
 import { MIN_MAX_MESSAGE_SIZE } from "./establish.ts";
 import { MIN_REKEY_INTERVAL } from "../_wire/frame_limits.ts";
 import { type CryptoChoice, DEFAULT_CHOICE } from "../_crypto/primitives.ts";

@@ -15,7 +15,7 @@ import {
   TAGLEN,
 } from "../_crypto/primitives.ts";
 import { createHandshakeState } from "../_noise/handshake_state.ts";
-import type { CipherState, KeyPair } from "../cipher.ts";
+import type { CipherState, KeyPair } from "../_noise/cipher_state.ts";
 import {
   AuthenticationError,
   ProtocolError,
@@ -23,8 +23,8 @@ import {
   type RefuseReason,
   TimeoutError,
 } from "../errors.ts";
-import { encodeFrame, encodeFrameHeader, type Frame, FrameType } from "../framing.ts";
-import type { HandshakeError, HandshakeState } from "../handshake.ts";
+import { encodeFrame, encodeFrameHeader, type Frame, FrameType } from "../_wire/frame_format.ts";
+import type { HandshakeError, HandshakeState } from "../_noise/handshake_state.ts";
 import { FrameReader } from "../_wire/frame_reader.ts";
 import { sendAndClose, type Transport } from "../_transport/transport.ts";
 

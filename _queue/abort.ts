@@ -55,3 +55,9 @@ export class Waiters {
     for (const wake of waiting) wake();
   }
 }
+
+/** Options of the waiting methods. */
+export interface ReceiveOptions {
+  /** Aborts the wait; the promise rejects with `signal.reason`. */
+  signal?: AbortSignal;
+}

@@ -41,6 +41,36 @@ export function hostPort(hostname: string, port: number): string {
 }
 
 /**
+ * Formats a network address as `host:port`, bracketing IPv6 hosts: the form
+ * of every `address` in this library.
+ *
+ * @param addr A TCP or UDP address such as `Deno.NetAddr` (a Unix socket address gives its path).
+ * @returns The address as `host:port`.
+ *
+ * @example Formatting IPv4 and IPv6 addresses
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatAddress } from "@aesm/aesm/connection";
+ *
+ * const ipv4 = formatAddress({ transport: "tcp", hostname: "127.0.0.1", port: 80 });
+ * assert.equal(ipv4, "127.0.0.1:80");
+ * const ipv6 = formatAddress({ transport: "tcp", hostname: "::1", port: 8080 });
+ * assert.equal(ipv6, "[::1]:8080");
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * assert.equal(formatAddress(listener.addr), `127.0.0.1:${listener.addr.port}`);
+ * ```
+ */
+export function formatAddress(addr: {
+  readonly transport: string;
+  readonly hostname?: string;
+  readonly port?: number;
+  readonly path?: string;
+}): string {
+  if (addr.transport !== "tcp" && addr.transport !== "udp") return String(addr.path);
+  return hostPort(addr.hostname!, addr.port!);
+}
+
+/**
  * Sends `bytes` (a refusal), half-closes, and drains what the peer already
  * sent for up to `linger` ms before closing: closing with unread data makes
  * the kernel send a reset, which can destroy the refusal before the peer

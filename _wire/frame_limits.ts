@@ -11,7 +11,7 @@
 
 import { TAGLEN } from "../_crypto/primitives.ts";
 import { ProtocolError } from "../errors.ts";
-import { type Frame, FrameType } from "../framing.ts";
+import { type Frame, FrameType } from "./frame_format.ts";
 
 /** The most transport frames with an empty plaintext a peer may send in a row. */
 export const MAX_EMPTY_FRAMES = 16;

@@ -9,9 +9,9 @@
 import type { Bytes } from "../_crypto/bytes.ts";
 import { decryptNow, rekeyNow } from "../_noise/cipher_state.ts";
 import { type MaybePromise, TAGLEN } from "../_crypto/primitives.ts";
-import type { CipherState } from "../cipher.ts";
+import type { CipherState } from "../_noise/cipher_state.ts";
 import { ProtocolError } from "../errors.ts";
-import { type Frame, FrameType } from "../framing.ts";
+import { type Frame, FrameType } from "./frame_format.ts";
 
 /** How many frames may be decrypting at once. */
 const DEPTH = 8;

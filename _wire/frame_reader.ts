@@ -9,7 +9,7 @@
 
 import { FrameParser } from "./frame_parser.ts";
 import type { Transport } from "../_transport/transport.ts";
-import type { Frame } from "../framing.ts";
+import type { Frame } from "./frame_format.ts";
 
 const MIN_READ = 4 * 1024;
 const MAX_READ = 256 * 1024;

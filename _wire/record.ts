@@ -9,7 +9,7 @@
 import { type Bytes, concat } from "../_crypto/bytes.ts";
 import { TAGLEN } from "../_crypto/primitives.ts";
 import { ProtocolError } from "../errors.ts";
-import { MAX_FRAME_BODY } from "../framing.ts";
+import { MAX_FRAME_BODY } from "./frame_format.ts";
 
 /** Record types. Types 0x40 and above are extensions a receiver skips when unknown. */
 export const RecordType = {

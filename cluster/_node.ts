@@ -19,8 +19,8 @@
 
 import { ClusterSealer, SEAL_OVERHEAD } from "./_seal.ts";
 import { describe, positive } from "../_connection/config.ts";
-import type { ActivityWriter } from "../_connection/internal.ts";
-import type { ActivityRecord } from "../activity.ts";
+import type { ActivityWriter } from "../_queue/activity_log.ts";
+import type { ActivityRecord } from "../_queue/activity_log.ts";
 import type {
   ClusterAdapter,
   ClusterClient,

@@ -1,7 +1,7 @@
 // Copyright 2026 the aesm authors. MIT license.
 import assert from "node:assert/strict";
 import { ActivityLog, type ActivityRecord } from "../activity.ts";
-import { internals } from "../_connection/internal.ts";
+import { activityWriter } from "../_queue/activity_log.ts";
 import { ClientNetwork } from "../client.ts";
 import { RefusedError } from "../errors.ts";
 import { ServerNetwork } from "../server.ts";
@@ -192,7 +192,7 @@ function record(event: ActivityRecord["event"], address: string, message = ""): 
 
 Deno.test("ActivityLog drops a refusal that arrives when full, and lets a connection record push out the oldest refusal first", () => {
   const log = new ActivityLog(3);
-  const writer = internals.writerOf!(log);
+  const writer = activityWriter(log);
   writer.add(record("connected", "a"));
   writer.add(record("refused", "r1"));
   writer.add(record("refused", "r2"));
@@ -212,7 +212,7 @@ Deno.test("ActivityLog drops a refusal that arrives when full, and lets a connec
 
 Deno.test("ActivityLog escapes control and bidirectional characters in messages", () => {
   const log = new ActivityLog();
-  const writer = internals.writerOf!(log);
+  const writer = activityWriter(log);
   writer.add(record("disconnected", "a", "ok\r\nforged\u0007\u009b\u2028\u202e\u2066\u200f é"));
   assert.equal(
     log.take()?.message,
