@@ -786,8 +786,8 @@ export class ServerNetwork implements AsyncIterable<Packet>, AsyncDisposable {
    * that serves WebSocket from its own `Deno.serve` (or any framework that
    * gives a `Request`): the connection joins this server's connections,
    * queues and activity log like a TCP one. A request that is not a
-   * WebSocket upgrade offering the `aesm.v1` subprotocol is answered with
-   * a 426 or 400 response saying why.
+   * WebSocket upgrade offering the `aesm.v1.window` or `aesm.v1`
+   * subprotocol is answered with a 426 or 400 response saying why.
    *
    * @param request The request.
    * @param info The peer's address, as `Deno.serve` passes it: the per-address bounds and

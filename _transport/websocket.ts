@@ -10,13 +10,29 @@
  * the WebSocket close it has nothing more to send or to read. A WebSocket
  * that ends without that handshake is a reset.
  *
+ * The WebSocket API cannot stop a peer from sending. Under the
+ * `aesm.v1.window` subprotocol each side grants the other a window: a
+ * writer waits while {@linkcode WINDOW} bytes it sent are not credited yet,
+ * and a reader credits what it has read, in text messages. Under `aesm.v1`
+ * there is no window; either way, unread input past {@linkcode MAX_UNREAD}
+ * fails the connection.
+ *
  * @module
  */
 
 import type { Transport } from "./transport.ts";
 
-/** The WebSocket subprotocol aesm asks for and answers with. */
+/** The WebSocket subprotocol without flow control. */
 export const SUBPROTOCOL = "aesm.v1";
+/** The WebSocket subprotocol with a window: aesm's choice when the peer offers it. */
+export const WINDOW_SUBPROTOCOL = "aesm.v1.window";
+/** What a client offers, in its order of preference. */
+export const SUBPROTOCOLS: readonly string[] = [WINDOW_SUBPROTOCOL, SUBPROTOCOL];
+/** Bytes a writer may have sent and not yet been credited for, under `aesm.v1.window`. */
+export const WINDOW = 8 * 1024 * 1024;
+/** A reader credits what it has read once this much is uncredited. */
+export const CREDIT_STEP = 1024 * 1024;
+const CREDIT = /^[1-9][0-9]{0,9}$/;
 /**
  * Bytes received and not yet read past which the connection fails: the
  * WebSocket API cannot stop its peer from sending, so unread input is
@@ -27,11 +43,16 @@ export const MAX_UNREAD = 16 * 1024 * 1024;
 const MAX_QUEUED = 1024 * 1024;
 const POLL_MS = 2;
 
-/** Where the two ends are, as far as the WebSocket tells. */
+/** Where the two ends are, as far as the WebSocket tells, and the subprotocol they speak. */
 export interface WebSocketEnds {
   readonly remoteAddress: string;
   readonly remoteHostname: string;
   readonly localAddress: string;
+  /**
+   * The subprotocol chosen: a client reads it from its socket; a server's
+   * socket in Deno does not say, so the server passes what it answered with.
+   */
+  readonly subprotocol: string;
 }
 
 /** A {@linkcode Transport} over an open WebSocket. */
@@ -45,9 +66,14 @@ export class WebSocketTransport implements Transport {
   #ended = false;
   #error: unknown;
   #wake: (() => void) | undefined;
+  readonly #windowed: boolean;
+  #uncredited = 0; // Bytes sent that the peer has not credited yet.
+  #readSinceCredit = 0;
+  #wakeWriter: (() => void) | undefined;
 
   constructor(socket: WebSocket, ends: WebSocketEnds) {
     this.#socket = socket;
+    this.#windowed = ends.subprotocol === WINDOW_SUBPROTOCOL;
     this.remoteAddress = ends.remoteAddress;
     this.remoteHostname = ends.remoteHostname;
     this.localAddress = ends.localAddress;
@@ -74,7 +100,15 @@ export class WebSocketTransport implements Transport {
     if (n === chunk.length) this.#chunks.shift();
     else this.#chunks[0] = chunk.subarray(n);
     this.#unread -= n;
+    if (this.#windowed) this.#credit(n);
     return n;
+  }
+
+  #credit(read: number): void {
+    this.#readSinceCredit += read;
+    if (this.#readSinceCredit < CREDIT_STEP || this.#socket.readyState !== WebSocket.OPEN) return;
+    this.#socket.send(String(this.#readSinceCredit));
+    this.#readSinceCredit = 0;
   }
 
   async write(bytes: Uint8Array): Promise<void> {
@@ -83,7 +117,15 @@ export class WebSocketTransport implements Transport {
     if (this.#socket.readyState !== WebSocket.OPEN) {
       throw new Error("Cannot write: the WebSocket is closed");
     }
+    while (this.#windowed && this.#uncredited >= WINDOW) {
+      await new Promise<void>((resolve) => (this.#wakeWriter = resolve));
+      if (this.#error !== undefined) throw this.#error;
+      if (this.#socket.readyState !== WebSocket.OPEN) {
+        throw new Error("Cannot write: the WebSocket closed");
+      }
+    }
     this.#socket.send(bytes);
+    this.#uncredited += bytes.length;
     // The WebSocket API has no drain event: poll its queue, so that a peer
     // that reads nothing stalls the writer (and its write timeout) here.
     while (this.#socket.bufferedAmount > MAX_QUEUED) {
@@ -107,6 +149,7 @@ export class WebSocketTransport implements Transport {
 
   #receive(data: unknown): void {
     if (this.#ended || this.#error !== undefined) return;
+    if (typeof data === "string" && this.#windowed) return this.#credited(data);
     if (!(data instanceof ArrayBuffer)) {
       this.#fail(new Error("Cannot read: a text WebSocket message (aesm sends binary ones only)"));
       return this.#abort(1003);
@@ -125,16 +168,35 @@ export class WebSocketTransport implements Transport {
     this.#wakeReader();
   }
 
+  #credited(text: string): void {
+    const credit = CREDIT.test(text) ? Number(text) : 0;
+    if (credit === 0 || credit > this.#uncredited) {
+      const shown = text.length > 20 ? `${text.slice(0, 20)}...` : text;
+      this.#fail(
+        new Error(
+          `Cannot read: a window update must credit 1 to ${this.#uncredited} bytes, got ${
+            JSON.stringify(shown)
+          }`,
+        ),
+      );
+      return this.#abort(1002);
+    }
+    this.#uncredited -= credit;
+    this.#wakeWaitingWriter();
+  }
+
   #fail(error: Error): void {
     this.#error ??= error;
     this.#chunks = [];
     this.#unread = 0;
     this.#wakeReader();
+    this.#wakeWaitingWriter();
   }
 
   #end(): void {
     this.#ended = true;
     this.#wakeReader();
+    this.#wakeWaitingWriter();
   }
 
   #abort(code: number): void {
@@ -148,6 +210,12 @@ export class WebSocketTransport implements Transport {
   #wakeReader(): void {
     const wake = this.#wake;
     this.#wake = undefined;
+    wake?.();
+  }
+
+  #wakeWaitingWriter(): void {
+    const wake = this.#wakeWriter;
+    this.#wakeWriter = undefined;
     wake?.();
   }
 }
@@ -177,8 +245,10 @@ export function whenOpen(
       reject(error);
     };
     const onOpen = () => {
-      if (!client || socket.protocol === SUBPROTOCOL) return settle();
-      settle(new Error(`Cannot open WebSocket: the peer does not speak ${SUBPROTOCOL}`));
+      if (!client || SUBPROTOCOLS.includes(socket.protocol)) return settle();
+      settle(
+        new Error(`Cannot open WebSocket: the peer speaks neither ${SUBPROTOCOLS.join(" nor ")}`),
+      );
     };
     const onClose = (event: CloseEvent) =>
       settle(new Error(`Cannot open WebSocket: it closed with code ${event.code}`));
@@ -190,12 +260,17 @@ export function whenOpen(
   });
 }
 
-/** Opens a WebSocket to `url` with the aesm subprotocol. */
+/** Opens a WebSocket to `url`, offering both aesm subprotocols. */
 export function dialWebSocket(url: URL, signal: AbortSignal): Promise<WebSocketTransport> {
-  const socket = new WebSocket(url, SUBPROTOCOL);
+  const socket = new WebSocket(url, [...SUBPROTOCOLS]);
   const remoteHostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
   const port = url.port || (url.protocol === "wss:" ? "443" : "80");
   const remoteAddress = `${url.hostname}:${port}`;
-  const ends = () => ({ remoteAddress, remoteHostname, localAddress: "" });
+  const ends = () => ({
+    remoteAddress,
+    remoteHostname,
+    localAddress: "",
+    subprotocol: socket.protocol,
+  });
   return whenOpen(socket, ends, signal, true);
 }

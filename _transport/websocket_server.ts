@@ -8,7 +8,7 @@
  */
 
 import { hostPort } from "./transport.ts";
-import { SUBPROTOCOL, type WebSocketTransport, whenOpen } from "./websocket.ts";
+import { SUBPROTOCOLS, type WebSocketTransport, whenOpen } from "./websocket.ts";
 
 /** The peer as an HTTP server names it (`Deno.ServeHandlerInfo` has this shape). */
 export interface RequestInfo {
@@ -37,7 +37,8 @@ export function upgradeRequest(
   if (typeof Deno === "undefined") {
     throw new TypeError("Cannot upgrade to WebSocket: a WebSocket server needs Deno");
   }
-  const refused = checkUpgrade(request);
+  const chosen = chooseSubprotocol(request);
+  const refused = typeof chosen === "string" ? undefined : chosen;
   if (refused !== undefined) {
     const opened = Promise.reject(new Error(refused.statusText));
     opened.catch(() => {});
@@ -46,8 +47,13 @@ export function upgradeRequest(
   // The address is gone from the request once it is upgraded.
   const hostname = info?.remoteAddr.hostname ?? "";
   const remoteAddress = info ? hostPort(hostname, info.remoteAddr.port) : "";
-  const { socket, response } = Deno.upgradeWebSocket(request, { protocol: SUBPROTOCOL });
-  const ends = () => ({ remoteAddress, remoteHostname: hostname, localAddress });
+  const { socket, response } = Deno.upgradeWebSocket(request, { protocol: chosen as string });
+  const ends = () => ({
+    remoteAddress,
+    remoteHostname: hostname,
+    localAddress,
+    subprotocol: chosen as string,
+  });
   const controller = new AbortController();
   const stop = () => controller.abort(signal.reason);
   const timer = setTimeout(
@@ -62,15 +68,20 @@ export function upgradeRequest(
   return { response, opened };
 }
 
-function checkUpgrade(request: Request): Response | undefined {
+/** The subprotocol to answer with (the first of ours the client offers), or the refusal. */
+function chooseSubprotocol(request: Request): string | Response {
   if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
     return refuse(426, "Cannot serve this request: aesm expects a WebSocket upgrade");
   }
-  const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",");
-  if (!offered.some((protocol) => protocol.trim() === SUBPROTOCOL)) {
-    return refuse(400, `Cannot upgrade: the client does not offer the ${SUBPROTOCOL} subprotocol`);
-  }
-  return undefined;
+  const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",").map((protocol) =>
+    protocol.trim()
+  );
+  const chosen = SUBPROTOCOLS.find((protocol) => offered.includes(protocol));
+  if (chosen !== undefined) return chosen;
+  return refuse(
+    400,
+    `Cannot upgrade: the client offers neither the ${SUBPROTOCOLS.join(" nor the ")} subprotocol`,
+  );
 }
 
 function refuse(status: number, message: string): Response {

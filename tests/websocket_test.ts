@@ -8,9 +8,11 @@ import { ClientNetwork } from "../client.ts";
 import { AuthenticationError, ConnectError } from "../errors.ts";
 import { type ActivityRecord, ServerNetwork } from "../server.ts";
 import { activityOf, bounded, HOST, pattern, rejection, within } from "./_network.ts";
+import { pause } from "./_adversary.ts";
 import { Prng } from "./_adversary.ts";
 
 const SUBPROTOCOL = "aesm.v1";
+const WINDOW_SUBPROTOCOL = "aesm.v1.window";
 
 function wsUrl(server: ServerNetwork, path = "/"): string {
   return `ws://${HOST}:${server.webSocketPort}${path}`;
@@ -327,7 +329,54 @@ Deno.test("A WebSocket server survives garbage at every stage and still serves",
   assert.equal([...server.connections].length, 1);
 });
 
-Deno.test("A WebSocket peer that floods an application that reads nothing is cut at the unread bound", async () => {
+Deno.test("A WebSocket client is held back by the window while the server reads nothing, and nothing is lost", async () => {
+  await using server = await ServerNetwork.listen({
+    hostname: HOST,
+    port: 0,
+    webSocket: {},
+    highWaterMark: 1024 * 1024,
+  });
+  await using client = await ClientNetwork.connect({ url: wsUrl(server), reconnect: false });
+  const connection = await server.accept(bounded());
+  const count = 32;
+  let sent = 0;
+  const sending = (async () => {
+    for (; sent < count; sent++) await client.send(pattern(1024 * 1024, sent));
+  })();
+  sending.catch(() => {}); // Awaited below; a failed assertion first must not leave it unhandled.
+  // The server's application takes nothing for a second: without a window the
+  // unread bytes pass 16 MiB and the server cuts the connection.
+  await pause(1000);
+  assert.equal(connection.isClosed, false);
+  assert.ok(sent < count, `all ${count} MiB were accepted while the server read nothing`);
+  for (let i = 0; i < count; i++) {
+    const packet = await connection.data.receive(bounded());
+    assert.deepEqual(packet?.data, pattern(1024 * 1024, i), `message ${i}`);
+  }
+  await within(sending, "the sends");
+  assert.equal((await client.close()).clean, true);
+});
+
+Deno.test("Heavy sends both ways over one WebSocket finish: window updates never wait", async () => {
+  await using server = await ServerNetwork.listen({ hostname: HOST, port: 0, webSocket: {} });
+  await using client = await ClientNetwork.connect({ url: wsUrl(server), reconnect: false });
+  const connection = await server.accept(bounded());
+  const count = 48; // 24 MiB each way: three windows.
+  const send = async (to: { send(data: Uint8Array): Promise<void> }, seed: number) => {
+    for (let i = 0; i < count; i++) await to.send(pattern(512 * 1024, seed + i));
+  };
+  const take = async (from: { receive(options: { signal: AbortSignal }): Promise<unknown> }) => {
+    for (let i = 0; i < count; i++) assert.ok(await from.receive(bounded()));
+  };
+  await within(
+    Promise.all([send(client, 0), send(connection, 1000), take(connection), take(client)]),
+    "both directions",
+    60_000,
+  );
+  assert.equal((await client.close()).clean, true);
+});
+
+Deno.test("A WebSocket peer that ignores the window is cut at the unread bound", async () => {
   await using server = await ServerNetwork.listen({
     hostname: HOST,
     port: 0,
@@ -335,10 +384,15 @@ Deno.test("A WebSocket peer that floods an application that reads nothing is cut
     highWaterMark: 1024 * 1024,
     heartbeatInterval: 100, // Its reading paused, the server notices the cut at its next write.
   });
-  await using client = await ClientNetwork.connect({ url: wsUrl(server), reconnect: false });
+  // The relay speaks aesm.v1.window to the server and aesm.v1 to the client,
+  // dropping the server's window updates: the client sends without a window.
+  await using relay = windowDroppingRelay(wsUrl(server));
+  await using client = await ClientNetwork.connect({
+    url: `ws://${HOST}:${relay.addr.port}/`,
+    reconnect: false,
+  });
   const connection = await server.accept(bounded());
   const chunk = pattern(1024 * 1024, 3);
-  // WebSocket cannot slow this sender: its sends resolve while the server's application sleeps.
   let sent = 0;
   try {
     for (; sent < 64; sent++) await client.send(chunk);
@@ -351,6 +405,92 @@ Deno.test("A WebSocket peer that floods an application that reads nothing is cut
   assert.ok(sent > 16, `the sender got ${sent} MiB out before the cut`);
   assert.ok(connection.data.length <= 2, "at most the high-water mark was queued");
   assert.equal((await within(client.closed, "the client's end")).clean, false);
+});
+
+/** A relay that offers the server aesm.v1.window, answers its client with aesm.v1, and drops text. */
+function windowDroppingRelay(target: string): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve({ hostname: HOST, port: 0, onListen() {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request, { protocol: SUBPROTOCOL });
+    const upstream = new WebSocket(target, WINDOW_SUBPROTOCOL);
+    upstream.binaryType = socket.binaryType = "arraybuffer";
+    const early: ArrayBuffer[] = [];
+    socket.onmessage = (event) => {
+      if (upstream.readyState === WebSocket.OPEN) upstream.send(event.data);
+      else early.push(event.data);
+    };
+    upstream.onopen = () => early.splice(0).forEach((data) => upstream.send(data));
+    upstream.onmessage = (event) => {
+      if (typeof event.data !== "string" && socket.readyState === WebSocket.OPEN) {
+        socket.send(event.data);
+      }
+    };
+    const closeBoth = (event: CloseEvent) => {
+      for (const end of [socket, upstream]) {
+        if (end.readyState <= WebSocket.OPEN) end.close(event.code === 1000 ? 1000 : 4000);
+      }
+    };
+    socket.onclose = upstream.onclose = closeBoth;
+    upstream.onerror = () => socket.close(4000);
+    return response;
+  });
+}
+
+Deno.test("A server chooses aesm.v1.window when offered, aesm.v1 otherwise, and refuses neither", async () => {
+  await using server = await ServerNetwork.listen({ hostname: HOST, port: 0, webSocket: {} });
+  for (
+    const [offered, chosen] of [
+      [[WINDOW_SUBPROTOCOL, SUBPROTOCOL], WINDOW_SUBPROTOCOL],
+      [[SUBPROTOCOL, WINDOW_SUBPROTOCOL], WINDOW_SUBPROTOCOL],
+      [[SUBPROTOCOL], SUBPROTOCOL],
+    ] as const
+  ) {
+    const socket = new WebSocket(wsUrl(server), [...offered]);
+    await within(
+      new Promise((resolve) => socket.addEventListener("open", resolve, { once: true })),
+      `a WebSocket offering ${offered}`,
+    );
+    assert.equal(socket.protocol, chosen);
+    const closed = new Promise((resolve) => socket.addEventListener("close", resolve));
+    socket.close();
+    await within(closed, "its close");
+  }
+  const response = await fetch(`http://${HOST}:${server.webSocketPort}/`, {
+    headers: {
+      upgrade: "websocket",
+      connection: "Upgrade",
+      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      "sec-websocket-version": "13",
+      "sec-websocket-protocol": "aesm.v2, chat",
+    },
+  });
+  assert.equal(response.status, 400);
+  assert.match(await response.text(), /neither the aesm\.v1\.window nor the aesm\.v1 subprotocol/);
+});
+
+Deno.test("A window update that is not a count of bytes sent and uncredited fails the connection", async () => {
+  await using server = await ServerNetwork.listen({
+    hostname: HOST,
+    port: 0,
+    webSocket: {},
+    handshakeTimeout: 2000,
+  });
+  for (const update of ["abc", "0", "007", "-1", "1.5", " 1", "1", String(2 ** 40)]) {
+    const socket = new WebSocket(wsUrl(server), WINDOW_SUBPROTOCOL);
+    const closed = new Promise<CloseEvent>((resolve) =>
+      socket.addEventListener("close", resolve as (event: Event) => void)
+    );
+    await within(
+      new Promise((resolve) => socket.addEventListener("open", resolve, { once: true })),
+      "a raw WebSocket",
+    );
+    // The server has sent nothing yet: even "1" credits more than it sent.
+    socket.send(update);
+    const event = await within(closed, `the close after ${JSON.stringify(update)}`);
+    assert.equal(event.code, 1002, `update ${JSON.stringify(update)}`);
+  }
+  await using client = await ClientNetwork.connect({ url: wsUrl(server) });
+  await client.send("still here");
+  assert.equal((await server.receive(bounded()))?.data, "still here");
 });
 
 Deno.test("A WebSocket client reconnects over WebSocket after its connection is cut", async () => {
