@@ -74,6 +74,20 @@ async function until(page: Page, count: number, what: string): Promise<unknown[]
   throw new Error(`Timed out waiting for ${what}`);
 }
 
+/** The page's received messages as [length, first byte, last byte], once there are `count`. */
+async function untilSummary(page: Page, count: number, what: string): Promise<unknown[]> {
+  for (let i = 0; i < 400; i++) {
+    const got = await page.evaluate(() =>
+      (globalThis as unknown as { chat: { received: (string | Uint8Array)[] } }).chat.received.map(
+        (data) => [data.length, data[0], data[data.length - 1]],
+      )
+    );
+    if (got.length >= count) return got;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`Timed out waiting for ${what}`);
+}
+
 // puppeteer keeps its own sockets and timers with the browser process; the
 // sanitizers would see them, not aesm's (the other tests check aesm's).
 Deno.test({
@@ -134,6 +148,26 @@ Deno.test({
       assert.equal(big.length, 70_000);
       assert.ok(big.every((byte) => byte === 7));
       assert.equal(got[4], "the server says hi");
+      // 12 MiB each way through the page's window (PROTOCOL.md section 12, aesm.v1.window): the
+      // page sends, and the chat relays to the member and back to the page, which credits it.
+      await page.evaluate(async () => {
+        const { chat } = globalThis as unknown as {
+          chat: { ready: Promise<{ send(data: Uint8Array): Promise<void> }> };
+        };
+        const client = await chat.ready;
+        for (let i = 0; i < 12; i++) await client.send(new Uint8Array(1024 * 1024).fill(i));
+      });
+      // The member's own two messages came back to it too, then the sendAll.
+      assert.equal((await member.receive(bounded()))?.data, "hello from Deno");
+      assert.equal(((await member.receive(bounded()))?.data as Uint8Array).length, 70_000);
+      assert.equal((await member.receive(bounded()))?.data, "the server says hi");
+      for (let i = 0; i < 12; i++) {
+        const data = (await member.receive(bounded()))?.data as Uint8Array;
+        assert.equal(data.length, 1024 * 1024);
+        assert.ok(data[0] === i && data[data.length - 1] === i, `relayed MiB ${i}`);
+      }
+      const back = await untilSummary(page, 5 + 12, "the 12 MiB relayed back to the page");
+      assert.deepEqual(back.slice(5), Array.from({ length: 12 }, (_, i) => [1024 * 1024, i, i]));
 
       const info = await page.evaluate(async () => {
         const { chat } = globalThis as unknown as {
