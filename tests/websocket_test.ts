@@ -407,6 +407,68 @@ Deno.test("A WebSocket peer that ignores the window is cut at the unread bound",
   assert.equal((await within(client.closed, "the client's end")).clean, false);
 });
 
+Deno.test("stop() ends in bounded time when a WebSocket peer's window updates never come", async () => {
+  await using server = await ServerNetwork.listen({
+    hostname: HOST,
+    port: 0,
+    webSocket: {},
+    closeTimeout: 300,
+  });
+  // The relay passes everything but the client's window updates: the server's
+  // writes stop at the window while the client reads all it gets.
+  await using relay = creditDroppingRelay(wsUrl(server));
+  await using client = await ClientNetwork.connect({
+    url: `ws://${HOST}:${relay.addr.port}/`,
+    reconnect: false,
+  });
+  const connection = await server.accept(bounded());
+  let sent = 0;
+  const sending = (async () => {
+    for (; sent < 16; sent++) await connection.send(pattern(1024 * 1024, sent));
+  })();
+  sending.catch(() => {});
+  let got = 0;
+  const reading = (async () => {
+    while (got < 16 && await client.receive()) got++;
+  })();
+  for (let i = 0; i < 500 && got < 6; i++) await pause(20);
+  assert.ok(got >= 6, `only ${got} MiB arrived`);
+  await pause(300); // Credits would let the rest through by now.
+  assert.ok(got <= 9, `${got} MiB arrived: more than the 8 MiB window without credits`);
+  await within(server.stop(), "stop() with the window shut", 10_000);
+  assert.equal(connection.isClosed, true);
+  assert.equal((await within(client.closed, "the client's end")).clean, false);
+  await within(reading, "the client's reads");
+  assert.ok(sent < 16);
+});
+
+/** A relay that passes both ways but drops the client's text messages (its window updates). */
+function creditDroppingRelay(target: string): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve({ hostname: HOST, port: 0, onListen() {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request, { protocol: WINDOW_SUBPROTOCOL });
+    const upstream = new WebSocket(target, WINDOW_SUBPROTOCOL);
+    upstream.binaryType = socket.binaryType = "arraybuffer";
+    const early: ArrayBuffer[] = [];
+    socket.onmessage = (event) => {
+      if (typeof event.data === "string") return;
+      if (upstream.readyState === WebSocket.OPEN) upstream.send(event.data);
+      else early.push(event.data);
+    };
+    upstream.onopen = () => early.splice(0).forEach((data) => upstream.send(data));
+    upstream.onmessage = (event) => {
+      if (socket.readyState === WebSocket.OPEN) socket.send(event.data);
+    };
+    const closeBoth = (event: CloseEvent) => {
+      for (const end of [socket, upstream]) {
+        if (end.readyState <= WebSocket.OPEN) end.close(event.code === 1000 ? 1000 : 4000);
+      }
+    };
+    socket.onclose = upstream.onclose = closeBoth;
+    upstream.onerror = () => socket.close(4000);
+    return response;
+  });
+}
+
 /** A relay that offers the server aesm.v1.window, answers its client with aesm.v1, and drops text. */
 function windowDroppingRelay(target: string): Deno.HttpServer<Deno.NetAddr> {
   return Deno.serve({ hostname: HOST, port: 0, onListen() {} }, (request) => {
