@@ -386,7 +386,7 @@ Deno.test("A WebSocket peer that ignores the window is cut at the unread bound",
   });
   // The relay speaks aesm.v1.window to the server and aesm.v1 to the client,
   // dropping the server's window updates: the client sends without a window.
-  await using relay = windowDroppingRelay(wsUrl(server));
+  await using relay = windowRelay(wsUrl(server), SUBPROTOCOL, WINDOW_SUBPROTOCOL, "both");
   await using client = await ClientNetwork.connect({
     url: `ws://${HOST}:${relay.addr.port}/`,
     reconnect: false,
@@ -416,7 +416,7 @@ Deno.test("stop() ends in bounded time when a WebSocket peer's window updates ne
   });
   // The relay passes everything but the client's window updates: the server's
   // writes stop at the window while the client reads all it gets.
-  await using relay = creditDroppingRelay(wsUrl(server));
+  await using relay = windowRelay(wsUrl(server), WINDOW_SUBPROTOCOL, WINDOW_SUBPROTOCOL, "c2s");
   await using client = await ClientNetwork.connect({
     url: `ws://${HOST}:${relay.addr.port}/`,
     reconnect: false,
@@ -442,11 +442,20 @@ Deno.test("stop() ends in bounded time when a WebSocket peer's window updates ne
   assert.ok(sent < 16);
 });
 
-/** A relay that passes both ways but drops the client's text messages (its window updates). */
-function creditDroppingRelay(target: string): Deno.HttpServer<Deno.NetAddr> {
+/**
+ * A WebSocket relay to `target` that answers its client with `toClient`,
+ * offers the server `toServer`, and drops the text messages (window updates)
+ * going `drop`: each way, or only from the client.
+ */
+function windowRelay(
+  target: string,
+  toClient: string,
+  toServer: string,
+  drop: "both" | "c2s",
+): Deno.HttpServer<Deno.NetAddr> {
   return Deno.serve({ hostname: HOST, port: 0, onListen() {} }, (request) => {
-    const { socket, response } = Deno.upgradeWebSocket(request, { protocol: WINDOW_SUBPROTOCOL });
-    const upstream = new WebSocket(target, WINDOW_SUBPROTOCOL);
+    const { socket, response } = Deno.upgradeWebSocket(request, { protocol: toClient });
+    const upstream = new WebSocket(target, toServer);
     upstream.binaryType = socket.binaryType = "arraybuffer";
     const early: ArrayBuffer[] = [];
     socket.onmessage = (event) => {
@@ -456,35 +465,8 @@ function creditDroppingRelay(target: string): Deno.HttpServer<Deno.NetAddr> {
     };
     upstream.onopen = () => early.splice(0).forEach((data) => upstream.send(data));
     upstream.onmessage = (event) => {
+      if (drop === "both" && typeof event.data === "string") return;
       if (socket.readyState === WebSocket.OPEN) socket.send(event.data);
-    };
-    const closeBoth = (event: CloseEvent) => {
-      for (const end of [socket, upstream]) {
-        if (end.readyState <= WebSocket.OPEN) end.close(event.code === 1000 ? 1000 : 4000);
-      }
-    };
-    socket.onclose = upstream.onclose = closeBoth;
-    upstream.onerror = () => socket.close(4000);
-    return response;
-  });
-}
-
-/** A relay that offers the server aesm.v1.window, answers its client with aesm.v1, and drops text. */
-function windowDroppingRelay(target: string): Deno.HttpServer<Deno.NetAddr> {
-  return Deno.serve({ hostname: HOST, port: 0, onListen() {} }, (request) => {
-    const { socket, response } = Deno.upgradeWebSocket(request, { protocol: SUBPROTOCOL });
-    const upstream = new WebSocket(target, WINDOW_SUBPROTOCOL);
-    upstream.binaryType = socket.binaryType = "arraybuffer";
-    const early: ArrayBuffer[] = [];
-    socket.onmessage = (event) => {
-      if (upstream.readyState === WebSocket.OPEN) upstream.send(event.data);
-      else early.push(event.data);
-    };
-    upstream.onopen = () => early.splice(0).forEach((data) => upstream.send(data));
-    upstream.onmessage = (event) => {
-      if (typeof event.data !== "string" && socket.readyState === WebSocket.OPEN) {
-        socket.send(event.data);
-      }
     };
     const closeBoth = (event: CloseEvent) => {
       for (const end of [socket, upstream]) {
