@@ -5,10 +5,10 @@
  * same in browsers, Deno, Node 22+ and Bun. Private.
  *
  * A message carries any run of the stream's bytes; its boundaries mean
- * nothing. The WebSocket close handshake stands for TCP's FIN: aesm's own
- * Close records (section 8) come first, so by the time either side starts
- * the WebSocket close it has nothing more to send or to read. A WebSocket
- * that ends without that handshake is a reset.
+ * nothing. The WebSocket close handshake stands for the first closer's FIN:
+ * aesm's own Close records (section 8) come first, so by the time it starts
+ * the WebSocket close neither side has anything more to send or to read. A
+ * WebSocket that ends without that handshake is a reset.
  *
  * The WebSocket API cannot stop a peer from sending. Under the
  * `aesm.v1.window` subprotocol each side grants the other a window: a
@@ -70,6 +70,7 @@ export class WebSocketTransport implements Transport {
   #uncredited = 0; // Bytes sent that the peer has not credited yet.
   #readSinceCredit = 0;
   #wakeWriter: (() => void) | undefined;
+  #writeClosed = false;
 
   constructor(socket: WebSocket, ends: WebSocketEnds) {
     this.#socket = socket;
@@ -106,7 +107,8 @@ export class WebSocketTransport implements Transport {
 
   #credit(read: number): void {
     this.#readSinceCredit += read;
-    if (this.#readSinceCredit < CREDIT_STEP || this.#socket.readyState !== WebSocket.OPEN) return;
+    if (this.#readSinceCredit < CREDIT_STEP || this.#writeClosed) return;
+    if (this.#socket.readyState !== WebSocket.OPEN) return;
     this.#socket.send(String(this.#readSinceCredit));
     this.#readSinceCredit = 0;
   }
@@ -114,6 +116,7 @@ export class WebSocketTransport implements Transport {
   async write(bytes: Uint8Array): Promise<void> {
     // A connection whose reading is paused learns of an overflow here (a heartbeat at the latest).
     if (this.#error !== undefined) throw this.#error;
+    if (this.#writeClosed) throw new Error("Cannot write: this side has ended its output");
     if (this.#socket.readyState !== WebSocket.OPEN) {
       throw new Error("Cannot write: the WebSocket is closed");
     }
@@ -136,9 +139,13 @@ export class WebSocketTransport implements Transport {
     }
   }
 
-  // The WebSocket close handshake is the FIN: the peer's answer ends our reads.
+  // No Close frame here (PROTOCOL.md section 12, "Close"): one would end the
+  // peer's side too, whatever it has read, and a window update the peer sends
+  // in the meantime would break the close. The side that closed first starts
+  // the close handshake when it closes the transport, once it has read our
+  // Close record; our WebSocket answers it, which ends our reads.
   closeWrite(): Promise<void> {
-    this.#abort(1000);
+    this.#writeClosed = true;
     return Promise.resolve();
   }
 

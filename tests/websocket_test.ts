@@ -445,13 +445,15 @@ Deno.test("stop() ends in bounded time when a WebSocket peer's window updates ne
 /**
  * A WebSocket relay to `target` that answers its client with `toClient`,
  * offers the server `toServer`, and drops the text messages (window updates)
- * going `drop`: each way, or only from the client.
+ * going `drop`: each way, only from the client, or none. `closes` gets
+ * "client" and "server" in the order each end's WebSocket closed.
  */
 function windowRelay(
   target: string,
   toClient: string,
   toServer: string,
-  drop: "both" | "c2s",
+  drop: "both" | "c2s" | "none",
+  closes: string[] = [],
 ): Deno.HttpServer<Deno.NetAddr> {
   return Deno.serve({ hostname: HOST, port: 0, onListen() {} }, (request) => {
     const { socket, response } = Deno.upgradeWebSocket(request, { protocol: toClient });
@@ -459,7 +461,7 @@ function windowRelay(
     upstream.binaryType = socket.binaryType = "arraybuffer";
     const early: ArrayBuffer[] = [];
     socket.onmessage = (event) => {
-      if (typeof event.data === "string") return;
+      if (drop !== "none" && typeof event.data === "string") return;
       if (upstream.readyState === WebSocket.OPEN) upstream.send(event.data);
       else early.push(event.data);
     };
@@ -468,6 +470,8 @@ function windowRelay(
       if (drop === "both" && typeof event.data === "string") return;
       if (socket.readyState === WebSocket.OPEN) socket.send(event.data);
     };
+    socket.addEventListener("close", () => closes.push("client"));
+    upstream.addEventListener("close", () => closes.push("server"));
     const closeBoth = (event: CloseEvent) => {
       for (const end of [socket, upstream]) {
         if (end.readyState <= WebSocket.OPEN) end.close(event.code === 1000 ? 1000 : 4000);
@@ -478,6 +482,34 @@ function windowRelay(
     return response;
   });
 }
+
+Deno.test("Over WebSocket the side that closes first starts the close handshake, the other answers", async () => {
+  await using server = await ServerNetwork.listen({ hostname: HOST, port: 0, webSocket: {} });
+  for (const first of ["server", "client"]) {
+    const closes: string[] = [];
+    await using relay = windowRelay(
+      wsUrl(server),
+      WINDOW_SUBPROTOCOL,
+      WINDOW_SUBPROTOCOL,
+      "none",
+      closes,
+    );
+    await using client = await ClientNetwork.connect({
+      url: `ws://${HOST}:${relay.addr.port}/`,
+      reconnect: false,
+    });
+    const connection = await server.accept(bounded());
+    await client.send(pattern(3 * 1024 * 1024, 1)); // Window updates flow while it closes.
+    const closing = first === "server" ? connection.close() : client.close();
+    const [ours, theirs] = await within(
+      Promise.all([closing, first === "server" ? client.closed : connection.closed]),
+      `the close ${first} first`,
+    );
+    assert.deepEqual([ours.clean, theirs.clean], [true, true], `${first} closed first`);
+    for (let i = 0; i < 100 && closes.length < 2; i++) await pause(10);
+    assert.equal(closes[0], first, `the ${closes[0]}'s WebSocket closed first`);
+  }
+});
 
 Deno.test("A server chooses aesm.v1.window when offered, aesm.v1 otherwise, and refuses neither", async () => {
   await using server = await ServerNetwork.listen({ hostname: HOST, port: 0, webSocket: {} });
