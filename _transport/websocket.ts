@@ -210,7 +210,8 @@ export class WebSocketTransport implements Transport {
     try {
       this.#socket.close(code);
     } catch {
-      // Closing already.
+      // A client's WebSocket API sends no code below 3000 but 1000: 1002 goes as 4002.
+      this.#socket.close(code + 3000);
     }
   }
 

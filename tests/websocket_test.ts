@@ -511,6 +511,26 @@ Deno.test("Over WebSocket the side that closes first starts the close handshake,
   }
 });
 
+Deno.test("A client fails an excessive window update with code 4002, as its WebSocket API cannot send 1002", async () => {
+  const closed = Promise.withResolvers<number>();
+  await using raw = Deno.serve({ hostname: HOST, port: 0, onListen() {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request, { protocol: WINDOW_SUBPROTOCOL });
+    socket.onmessage = () => socket.send("1000000"); // More than the client has sent.
+    socket.onclose = (event) => closed.resolve(event.code);
+    return response;
+  });
+  const error = await rejection(
+    ClientNetwork.connect({
+      url: `ws://${HOST}:${raw.addr.port}/`,
+      reconnect: false,
+      handshakeTimeout: 5000,
+    }),
+    "a connect whose server credits bytes never sent",
+  );
+  assert.ok(error instanceof Error);
+  assert.equal(await within(closed.promise, "the raw server's close"), 4002);
+});
+
 Deno.test("A server chooses aesm.v1.window when offered, aesm.v1 otherwise, and refuses neither", async () => {
   await using server = await ServerNetwork.listen({ hostname: HOST, port: 0, webSocket: {} });
   for (
