@@ -188,36 +188,48 @@ class Refusal extends Error {
   }
 }
 
+// The stream's bytes as they come, read in exact amounts. `onRead(n)` hears of every n bytes
+// taken (the WebSocket transport credits them, PROTOCOL.md section 12).
 class Reader {
-  constructor(socket) {
+  constructor(onRead = () => {}) {
     this.chunks = [];
     this.length = 0;
     this.ended = false;
+    this.error = null;
     this.wake = null;
-    const notify = () => {
-      const wake = this.wake;
-      this.wake = null;
-      wake?.();
-    };
-    socket.on("data", (chunk) => {
-      this.chunks.push(chunk);
-      this.length += chunk.length;
-      notify();
-    });
-    socket.on("end", () => (this.ended = true, notify()));
-    socket.on("close", () => (this.ended = true, notify()));
-    socket.on("error", (error) => (this.error = error, this.ended = true, notify()));
+    this.onRead = onRead;
   }
-  // Exactly n bytes, or null if the stream ends first.
+  #notify() {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+  push(chunk) {
+    this.chunks.push(chunk);
+    this.length += chunk.length;
+    this.#notify();
+  }
+  end(error = null) {
+    this.error ??= error;
+    this.ended = true;
+    this.#notify();
+  }
+  // Exactly n bytes, or null if the stream ends first. Copies only the bytes it returns.
   async read(n) {
     while (this.length < n) {
       if (this.ended) return null;
       await new Promise((resolve) => (this.wake = resolve));
     }
-    const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
-    this.chunks = [all.subarray(n)];
+    const parts = [];
+    for (let want = n; want > 0;) {
+      const chunk = this.chunks[0];
+      if (chunk.length <= want) parts.push(this.chunks.shift());
+      else parts.push(chunk.subarray(0, want)), this.chunks[0] = chunk.subarray(want);
+      want -= parts.at(-1).length;
+    }
     this.length -= n;
-    return all.subarray(0, n);
+    this.onRead(n);
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts, n);
   }
   async frame() {
     const header = await this.read(3);
@@ -226,13 +238,208 @@ class Reader {
     return body && { type: header[0], header, body };
   }
 }
-function writer(socket) {
-  return (bytes) =>
-    socket.write(bytes) ? Promise.resolve() : new Promise((r) => socket.once("drain", r));
+
+// ---- Transports: what the protocol runs over. A stream is { reader, write(bytes), end(),
+// destroy() }: end() is TCP's FIN or its WebSocket stand-in (section 12). ----
+function tcpStream(socket) {
+  const reader = new Reader();
+  socket.on("data", (chunk) => reader.push(chunk));
+  socket.on("end", () => reader.end());
+  socket.on("close", () => reader.end());
+  socket.on("error", (error) => reader.end(error));
+  return {
+    reader,
+    write: (bytes) =>
+      socket.write(bytes) ? Promise.resolve() : new Promise((r) => socket.once("drain", r)),
+    end: () => new Promise((resolve) => socket.end(resolve)),
+    destroy: () => socket.destroy(),
+  };
+}
+
+// Over WebSocket (section 12): the same bytes in binary messages; under aesm.v1.window each side
+// keeps the other's window and credits what it reads with text messages (window updates).
+const SUBPROTOCOLS = ["aesm.v1.window", "aesm.v1"];
+const WINDOW = 8 * 1024 * 1024; // a sender stops while this much it sent is uncredited
+const UPDATE_EVERY = 1024 * 1024; // a receiver credits once it has read this much
+const MAX_BUFFERED = 1024 * 1024; // writes pace to bufferedAmount
+const WINDOW_UPDATE = /^[1-9][0-9]*$/;
+const FIN_CODES = [1000, 1005]; // a close handshake with these stands for FIN; others for a reset
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function webSocketStream(ws) {
+  ws.binaryType = "arraybuffer";
+  const offered = cfg.subprotocols ?? SUBPROTOCOLS;
+  // What the window saw, reported at the end: sent/credited are our sending side (credited by
+  // the peer's updates), received/creditedToPeer our receiving side (credited by ours).
+  const w = {
+    protocol: null,
+    sent: 0,
+    credited: 0,
+    updatesReceived: 0,
+    maxOutstanding: 0,
+    windowWaits: 0,
+    received: 0,
+    read: 0,
+    creditedToPeer: 0,
+    updatesSent: 0,
+    maxUncreditedOnArrival: 0,
+    windowViolations: 0,
+    failedWith: null,
+  };
+  let windowed = false;
+  let readSinceUpdate = 0;
+  let closeEvent = null;
+  let failure = null;
+  const waiting = []; // writers waiting for a window update or the end
+  const wakeWriters = () => (waiting.splice(0).forEach((wake) => wake()), undefined);
+  const reader = new Reader((n) => {
+    w.read += n;
+    readSinceUpdate += n;
+    if (windowed && readSinceUpdate >= UPDATE_EVERY) sendWindowUpdate();
+  });
+  function sendWindowUpdate() {
+    if (!windowed || readSinceUpdate === 0 || ws.readyState !== WebSocket.OPEN) return;
+    ws.send(String(readSinceUpdate));
+    w.creditedToPeer += readSinceUpdate;
+    w.updatesSent++;
+    readSinceUpdate = 0;
+  }
+  // Fails the connection. The WebSocket API lets an application close with 1000 or 3000 to
+  // 4999 only (WHATWG close(), step 1), so section 12's 1002 and 1003 go out as 4002 and 4003.
+  function fail(code, why) {
+    if (failure) return;
+    failure = why;
+    log("failing the WebSocket:", code, why);
+    try {
+      ws.close(code, why);
+      w.failedWith = code;
+    } catch {
+      ws.close(code + 3000, why);
+      w.failedWith = code + 3000;
+    }
+    reader.end(new Error(why));
+    wakeWriters();
+  }
+  function windowUpdate(text) {
+    const outstanding = w.sent - w.credited;
+    if (!WINDOW_UPDATE.test(text)) return fail(1002, "a malformed window update");
+    if (text.length > 15 || Number(text) > outstanding) {
+      return fail(1002, "a window update over what is outstanding");
+    }
+    w.credited += Number(text);
+    w.updatesReceived++;
+    wakeWriters();
+  }
+
+  let closed;
+  const closing = new Promise((resolve) => (closed = resolve));
+  const opened = new Promise((resolve, reject) => {
+    ws.onopen = () => {
+      w.protocol = ws.protocol;
+      out({ opened: { protocol: ws.protocol } });
+      if (!offered.includes(ws.protocol)) {
+        fail(1002, "no offered subprotocol selected");
+        return reject(new Error(`the server selected subprotocol "${ws.protocol}"`));
+      }
+      windowed = ws.protocol === "aesm.v1.window";
+      resolve();
+    };
+    ws.onclose = (event) => {
+      closeEvent = { code: event.code, reason: event.reason };
+      const fin = FIN_CODES.includes(event.code);
+      reader.end(fin ? null : new Error(`the WebSocket closed with code ${event.code}`));
+      wakeWriters();
+      reject(new Error(`the WebSocket closed with code ${event.code} before it opened`));
+      closed();
+    };
+  });
+  opened.catch(() => {});
+  ws.onerror = () => log("WebSocket error"); // a close event follows
+  ws.onmessage = ({ data }) => {
+    if (failure) return;
+    if (typeof data === "string") {
+      return windowed ? windowUpdate(data) : fail(1003, "a text message under aesm.v1");
+    }
+    if (data.byteLength === 0) return fail(1002, "an empty binary message");
+    const uncredited = w.received - w.creditedToPeer; // the sender's view, or less
+    w.maxUncreditedOnArrival = Math.max(w.maxUncreditedOnArrival, uncredited);
+    if (windowed && uncredited >= WINDOW) w.windowViolations++;
+    w.received += data.byteLength;
+    reader.push(Buffer.from(data));
+  };
+
+  async function send(bytes) {
+    let waited = false;
+    for (;;) {
+      if (ws.readyState !== WebSocket.OPEN) return log("not sent: the WebSocket is not open");
+      if (windowed && w.sent - w.credited >= WINDOW) {
+        if (!waited && w.windowWaits === 0) {
+          out({ windowFull: { outstanding: w.sent - w.credited } });
+        }
+        if (!waited) w.windowWaits++;
+        waited = true;
+        await new Promise((resolve) => waiting.push(resolve));
+      } else if (ws.bufferedAmount >= MAX_BUFFERED) {
+        await sleep(1); // the WebSocket API has no drain event
+      } else break;
+    }
+    ws.send(bytes);
+    w.sent += bytes.length;
+    w.maxOutstanding = Math.max(w.maxOutstanding, w.sent - w.credited);
+  }
+  let tail = opened; // writes in order: a frame's nonce is its place in the stream
+  const write = (bytes) => (tail = tail.then(() => bytes.length > 0 && send(bytes)));
+  return {
+    reader,
+    write,
+    // FIN: our last window update (what we read since the previous one), then Close 1000.
+    end: () =>
+      tail.catch(() => {}).then(() => {
+        sendWindowUpdate();
+        if (ws.readyState <= WebSocket.OPEN) ws.close(1000);
+      }),
+    destroy: () => ws.readyState <= WebSocket.OPEN && ws.close(1000),
+    afterHandshake() {
+      const bad = cfg.badWindowUpdate; // on purpose: a string, or { excess: n } over the window
+      if (bad === undefined) return;
+      const text = typeof bad === "string"
+        ? bad
+        : String(w.received - w.creditedToPeer + bad.excess);
+      out({ sentBadWindowUpdate: text });
+      ws.send(text);
+    },
+    // Reads nothing until the peer's window is full, or it has sent nothing for 1 s (10 s at
+    // most): then only the peer's keeping of the window stops it.
+    holdReading: cfg.holdReading && (async () => {
+      let by = "deadline";
+      for (let i = 0, last = -1, quiet = 0; i < 200; i++) {
+        if (w.received - w.creditedToPeer >= WINDOW) by = "window";
+        else if (reader.ended) by = "end";
+        else if (quiet >= 20) by = "idle";
+        if (by !== "deadline") break;
+        quiet = w.received === last ? quiet + 1 : 0;
+        last = w.received;
+        await sleep(50);
+      }
+      out({ heldReading: { uncredited: w.received - w.creditedToPeer, by } });
+    }),
+    async settle(result) {
+      await Promise.race([closing, sleep(5000)]);
+      out({ window: w });
+      const webSocket = closeEvent ?? { code: null, reason: "" };
+      const reset = result.clean && !FIN_CODES.includes(webSocket.code);
+      return {
+        ...result,
+        ...(reset ? { clean: false, error: "reset" } : {}),
+        ...(failure ? { error: failure } : {}),
+        webSocket,
+      };
+    },
+  };
 }
 
 // ---- The handshake ----
-async function clientHandshake(reader, write) {
+async function clientHandshake({ reader, write }) {
   const s = generateKey();
   const e = generateKey();
   const ss = new SymmetricState(protocolName, Buffer.concat([preamble, Buffer.from(app)]));
@@ -290,10 +497,10 @@ async function clientHandshake(reader, write) {
   return { send, recv, peerMax };
 }
 
-async function serverHandshake(socket, reader, write) {
+async function serverHandshake({ reader, write, destroy }) {
   const p = await reader.read(16);
   if (!p) throw new Error("no preamble");
-  if (!p.subarray(0, 4).equals(Buffer.from("aesm"))) return socket.destroy(), null;
+  if (!p.subarray(0, 4).equals(Buffer.from("aesm"))) return destroy(), null;
   if (p[4] !== 1) throw new Refusal(2, "version");
   if (p[5] > 2 || p[6] || p[7]) throw new Refusal(1, "bad protocol or reserved byte");
   if (p[5] !== protocolByte) throw new Refusal(3, "not this server's protocol byte");
@@ -355,7 +562,8 @@ function generate(m) {
   return { type: 1, bytes: Buffer.from(`é€😀 ${m.seed % 10}`.repeat(m.count)) };
 }
 
-async function transport(socket, reader, write, { send, recv, peerMax }) {
+async function transport(stream, { send, recv, peerMax }) {
+  const { reader, write, end } = stream;
   let sentSinceRekey = 0;
   async function sendFrame(plaintext) {
     sentSinceRekey += plaintext.length; // the rekey frame's own plaintext counts (section 6)
@@ -400,7 +608,7 @@ async function transport(socket, reader, write, { send, recv, peerMax }) {
       if (!cfg.finImmediately) {
         await Promise.race([closeReceived, new Promise((r) => setTimeout(r, 5000).unref())]);
       }
-      await new Promise((resolve) => socket.end(resolve));
+      await end();
     });
   if (cfg.closeAfter === 0) close(0);
 
@@ -421,7 +629,15 @@ async function transport(socket, reader, write, { send, recv, peerMax }) {
     const data = message.type === 1
       ? new TextDecoder("utf-8", { fatal: true }).decode(bytes)
       : bytes.toString("base64");
-    out({ type: message.type === 1 ? "text" : "binary", data, sentAt: message.sentAt });
+    const type = message.type === 1 ? "text" : "binary";
+    if (cfg.summarize) { // large messages: their size and SHA-256, not their bytes
+      out({
+        type,
+        size: bytes.length,
+        sha256: sha256(bytes).toString("hex"),
+        sentAt: message.sentAt,
+      });
+    } else out({ type, data, sentAt: message.sentAt });
     message = null;
     if (++received === cfg.closeAfter) close(0);
   };
@@ -431,6 +647,7 @@ async function transport(socket, reader, write, { send, recv, peerMax }) {
     message.got += bytes.length;
     if (message.got === message.total) deliver();
   };
+  if (stream.holdReading) await stream.holdReading();
   for (;;) {
     const f = await reader.frame();
     if (!f) {
@@ -497,29 +714,35 @@ async function transport(socket, reader, write, { send, recv, peerMax }) {
 }
 
 // ---- Roles ----
-async function run(socket) {
-  const reader = new Reader(socket);
-  const write = writer(socket);
+async function run(stream) {
   let result = { clean: false, code: -1 };
   try {
     const keys = cfg.role === "server"
-      ? await serverHandshake(socket, reader, write)
-      : await clientHandshake(reader, write);
+      ? await serverHandshake(stream)
+      : await clientHandshake(stream);
     if (keys) {
       out({ connected: { peerMaxMessageSize: keys.peerMax } });
-      result = await transport(socket, reader, write, keys);
+      stream.afterHandshake?.();
+      result = await transport(stream, keys);
     }
   } catch (error) {
     log("failed:", error);
     result.error = error.message;
     if (error instanceof Refusal) {
       const detail = Buffer.from(error.message).subarray(0, 256);
-      await write(frame(2, Buffer.concat([Buffer.from([error.code]), detail]))).catch(() => {});
+      await stream.write(frame(2, Buffer.concat([Buffer.from([error.code]), detail])))
+        .catch(() => {});
     }
   }
+  if (stream.settle) { // WebSocket: the closing handshake decides, so wait for it
+    stream.end();
+    result = await stream.settle(result);
+    out({ closed: result });
+    return result;
+  }
   out({ closed: result });
-  socket.end();
-  setTimeout(() => socket.destroy(), 200).unref();
+  stream.end();
+  setTimeout(() => stream.destroy(), 200).unref();
   return result;
 }
 
@@ -532,10 +755,19 @@ const finish = (result) => {
   process.exitCode = result.clean ? 0 : 1;
 };
 
-if (cfg.role === "server") {
+if (cfg.url) {
+  if (typeof WebSocket !== "function") {
+    throw new Error("no global WebSocket: run Node 22+, or Node 20 with --experimental-websocket");
+  }
+  const ws = new WebSocket(cfg.url, cfg.subprotocols ?? SUBPROTOCOLS);
+  run(webSocketStream(ws)).then((result) => {
+    finish(result);
+    setTimeout(() => process.exit(), 1000).unref(); // a WebSocket that never closed
+  });
+} else if (cfg.role === "server") {
   const server = createServer({ allowHalfOpen: true }, (socket) => {
     server.close();
-    run(socket).then(finish);
+    run(tcpStream(socket)).then(finish);
   });
   server.listen(0, "127.0.0.1", () => out(server.address().port));
 } else {
@@ -546,5 +778,5 @@ if (cfg.role === "server") {
     finish({ clean: false });
   };
   socket.once("error", failed);
-  socket.once("connect", () => (socket.off("error", failed), run(socket).then(finish)));
+  socket.once("connect", () => (socket.off("error", failed), run(tcpStream(socket)).then(finish)));
 }
