@@ -10,33 +10,14 @@ import {
   RefusedError,
   ServerNetwork,
 } from "../mod.ts";
+import { expand, Peer, type Wire } from "./_interop_peer.ts";
 
-const PEER = new URL("./interop/peer.mjs", import.meta.url).pathname;
 const APP = "interop-test";
 const LIMIT_MS = 30_000;
 /** The largest message the peer accepts (it tells aesm in its parameters). */
 const PEER_MAX = 300_000;
 /** The largest message aesm accepts (it tells the peer in its parameters). */
 const AESM_MAX = 1 << 20;
-
-/** A message as the peer's script spells it; large ones are generated on both sides. */
-type Wire =
-  | { text: string }
-  | { base64: string }
-  | { gen: "binary"; size: number; seed: number }
-  | { gen: "text"; count: number; seed: number };
-
-/** The message a script entry stands for: the same rule as `generate()` in peer.mjs. */
-function expand(m: Wire): string | Uint8Array {
-  if ("text" in m) return m.text;
-  if ("base64" in m) return new Uint8Array(Buffer.from(m.base64, "base64"));
-  if (m.gen === "binary") {
-    const bytes = new Uint8Array(m.size);
-    for (let i = 0; i < m.size; i++) bytes[i] = (i * 31 + m.seed * 7 + (i >> 8)) & 255;
-    return bytes;
-  }
-  return `é€😀 ${m.seed % 10}`.repeat(m.count); // 11 bytes a unit: records split inside characters
-}
 
 /** What the peer sends: text and binary, empty ones, and two of ~200 KB (Continuation records). */
 const FROM_PEER: Wire[] = [
@@ -67,91 +48,6 @@ type PeerLine = {
   refused?: { code: number; reason: string };
   closed?: { clean: boolean; code: number; error?: string };
 };
-
-/**
- * The absolute path of Node.js's `node` on PATH. Searched here, not left to
- * `Deno.Command("node")`: without a `node` on PATH, Deno puts its own shim first on PATH
- * (`node_compat_bin/node`, Deno itself in Node compatibility), which is not Node.js.
- */
-function nodePath(): string {
-  const windows = Deno.build.os === "windows";
-  const deno = Deno.realPathSync(Deno.execPath()); // Deno's own `node` shim is no Node.js
-  for (const dir of (Deno.env.get("PATH") ?? "").split(windows ? ";" : ":")) {
-    if (!dir) continue;
-    const path = `${dir}/${windows ? "node.exe" : "node"}`;
-    try {
-      const info = Deno.statSync(path);
-      const executable = info.isFile && (windows || ((info.mode ?? 0) & 0o111) !== 0);
-      if (executable && Deno.realPathSync(path) !== deno) return path;
-    } catch {
-      // Not in this directory.
-    }
-  }
-  throw new Error(
-    "`node` is not on PATH: the interop tests need Node.js 20+ to run tests/interop/peer.mjs",
-  );
-}
-
-/** One `node tests/interop/peer.mjs` process, read line by line; killed on dispose. */
-class Peer implements AsyncDisposable {
-  readonly #child: Deno.ChildProcess;
-  readonly #lines: ReadableStreamDefaultReader<string>;
-  readonly #stderr: Promise<string>;
-
-  constructor(config: Record<string, unknown>) {
-    this.#child = new Deno.Command(nodePath(), {
-      args: [PEER, JSON.stringify({ timeoutMs: LIMIT_MS - 5_000, ...config })],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(LIMIT_MS),
-    }).spawn();
-    this.#stderr = new Response(this.#child.stderr).text();
-    let rest = "";
-    this.#lines = this.#child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(
-      new TransformStream<string, string>({
-        transform(chunk, controller) {
-          const parts = (rest + chunk).split("\n");
-          rest = parts.pop()!;
-          for (const line of parts) controller.enqueue(line);
-        },
-        flush(controller) {
-          if (rest) controller.enqueue(rest);
-        },
-      }),
-    ).getReader();
-  }
-
-  /** The next line, parsed; fails if the peer's output has ended. */
-  async line(): Promise<unknown> {
-    const { value, done } = await this.#lines.read();
-    if (done) assert.fail(`the peer ended its output early; stderr: ${await this.#stderr}`);
-    return JSON.parse(value);
-  }
-
-  /** Every line up to the end of the output, and the exit code. */
-  async rest(): Promise<{ lines: PeerLine[]; code: number; stderr: string }> {
-    const lines: PeerLine[] = [];
-    for (;;) {
-      const { value, done } = await this.#lines.read();
-      if (done) break;
-      lines.push(JSON.parse(value));
-    }
-    const { code } = await this.#child.status;
-    return { lines, code, stderr: await this.#stderr };
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // It has exited already.
-    }
-    await this.#lines.cancel().catch(() => {});
-    await this.#child.status;
-    await this.#stderr.catch(() => {});
-  }
-}
 
 const hex = (bytes: Uint8Array | undefined) =>
   bytes && Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -282,7 +178,7 @@ async function serverCase(c: Case): Promise<void> {
   const connection = await server.accept({ signal });
   await exchange(connection, signal, since);
   const info = c.peerCloses ? await connection.closed : await connection.close();
-  const output = await peer.rest();
+  const output = await peer.rest<PeerLine>();
   checkPeerOutput(output, since);
   assert.equal(info.clean, true, info.message);
   assert.equal(info.reason, "normal");
@@ -316,7 +212,7 @@ async function clientCase(c: Case): Promise<void> {
   });
   await exchange(client.connection, signal, since);
   const info = c.peerCloses ? await client.closed : await client.close();
-  checkPeerOutput(await peer.rest(), since);
+  checkPeerOutput(await peer.rest<PeerLine>(), since);
   assert.equal(info.clean, true, info.message);
   assert.equal(info.reason, "normal");
   assert.equal(info.by, c.peerCloses ? "remote" : "local");
@@ -348,7 +244,7 @@ Deno.test("interop (c): refusals across implementations", async (t) => {
     assert.equal(record?.event, "refused");
     assert.equal(record?.accepted, false);
     assert.equal(record?.reason, "application-mismatch");
-    const { lines, code } = await peer.rest();
+    const { lines, code } = await peer.rest<PeerLine>();
     assert.equal(lines[0].refused?.code, 4);
     assert.equal(lines[0].refused?.reason, "application-mismatch");
     assert.equal(lines.at(-1)?.closed?.clean, false);
@@ -363,7 +259,7 @@ Deno.test("interop (c): refusals across implementations", async (t) => {
       .then(() => assert.fail("connected"), (e) => e);
     assert.ok(error instanceof RefusedError, String(error));
     assert.equal(error.reason, "application-mismatch");
-    assert.equal((await peer.rest()).lines.at(-1)?.closed?.clean, false);
+    assert.equal((await peer.rest<PeerLine>()).lines.at(-1)?.closed?.clean, false);
   });
 
   await t.step("a different psk is refused both ways", async () => {
@@ -384,7 +280,7 @@ Deno.test("interop (c): refusals across implementations", async (t) => {
       const record = await server.activity.receive({ signal });
       assert.equal(record?.event, "refused");
       assert.equal(record?.reason, "psk-mismatch");
-      assert.equal((await peer.rest()).lines[0].refused?.reason, "psk-mismatch");
+      assert.equal((await peer.rest<PeerLine>()).lines[0].refused?.reason, "psk-mismatch");
     }
     {
       await using peer = new Peer({ role: "server", app: APP, psk: hex(newPsk()) });
@@ -414,7 +310,7 @@ Deno.test("interop (e): PROTOCOL.md's conformance rows the peer can break on pur
     await using peer = new Peer({ role: "client", port: server.port, app: APP, ...config });
     const record = await server.activity.receive({ signal });
     assert.equal(record?.event, "refused");
-    const { lines } = await peer.rest();
+    const { lines } = await peer.rest<PeerLine>();
     assert.equal(lines[0].refused?.reason, record?.reason, "the peer read the same reason");
     return record?.reason;
   }
@@ -425,7 +321,7 @@ Deno.test("interop (e): PROTOCOL.md's conformance rows the peer can break on pur
     const error = await ClientNetwork.connect({ hostname: "127.0.0.1", port, applicationName: APP })
       .then(() => assert.fail("connected"), (e) => e);
     assert.ok(error instanceof RefusedError, String(error));
-    return { reason: error.reason, lines: (await peer.rest()).lines };
+    return { reason: error.reason, lines: (await peer.rest<PeerLine>()).lines };
   }
 
   await t.step("M1: a 31-byte message 1 is refused malformed", async () => {
@@ -454,7 +350,7 @@ Deno.test("interop (e): PROTOCOL.md's conformance rows the peer can break on pur
     });
     const record = await server.activity.receive({ signal });
     assert.equal(record?.reason, "timeout");
-    const { lines } = await peer.rest();
+    const { lines } = await peer.rest<PeerLine>();
     assert.deepEqual(lines[0].refused?.reason, "timeout", JSON.stringify(lines));
   });
   await t.step("M9: max_message_size 0 and 65535 in message 3 are refused malformed", async () => {

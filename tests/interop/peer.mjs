@@ -288,6 +288,7 @@ function webSocketStream(ws) {
   };
   let windowed = false;
   let readSinceUpdate = 0;
+  let peerClosed = false; // the peer's Close record has been read: it sends nothing more
   let closeEvent = null;
   let failure = null;
   const waiting = []; // writers waiting for a window update or the end
@@ -295,10 +296,12 @@ function webSocketStream(ws) {
   const reader = new Reader((n) => {
     w.read += n;
     readSinceUpdate += n;
-    if (windowed && readSinceUpdate >= UPDATE_EVERY) sendWindowUpdate();
+    if (readSinceUpdate >= UPDATE_EVERY) sendWindowUpdate();
   });
   function sendWindowUpdate() {
-    if (!windowed || readSinceUpdate === 0 || ws.readyState !== WebSocket.OPEN) return;
+    if (!windowed || peerClosed || readSinceUpdate === 0 || ws.readyState !== WebSocket.OPEN) {
+      return;
+    }
     ws.send(String(readSinceUpdate));
     w.creditedToPeer += readSinceUpdate;
     w.updatesSent++;
@@ -392,12 +395,11 @@ function webSocketStream(ws) {
   return {
     reader,
     write,
-    // FIN: our last window update (what we read since the previous one), then Close 1000.
-    end: () =>
-      tail.catch(() => {}).then(() => {
-        sendWindowUpdate();
-        if (ws.readyState <= WebSocket.OPEN) ws.close(1000);
-      }),
+    end: () => tail.catch(() => {}).then(() => ws.readyState <= WebSocket.OPEN && ws.close(1000)),
+    // No window update after the peer's Close record: nothing more will come to credit, and a
+    // text message that reaches a WebSocket after it sent its Close frame can cost a clean close
+    // (Deno's WebSocket then ends with code 0).
+    peerClosed: () => (peerClosed = true),
     destroy: () => ws.readyState <= WebSocket.OPEN && ws.close(1000),
     afterHandshake() {
       const bad = cfg.badWindowUpdate; // on purpose: a string, or { excess: n } over the window
@@ -698,6 +700,7 @@ async function transport(stream, { send, recv, peerMax }) {
           if (body.length - 1 > 256) throw new Error("a Close reason over 256 bytes");
           new TextDecoder("utf-8", { fatal: true }).decode(body.subarray(1)); // throws if invalid
           closeCode = body[0];
+          stream.peerClosed?.();
           closeArrived();
           log("Close received, code", closeCode, body.subarray(1).toString());
         } else if (type === 5) {
