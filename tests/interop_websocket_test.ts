@@ -196,6 +196,7 @@ Deno.test("interop over WebSocket: the Node peer speaks section 12 to aesm's ser
       const sending = (async () => {
         for (const m of SMALL_FROM_AESM) await connection.send(expand(m));
       })();
+      sending.catch(() => {}); // awaited below, after the receiving
       await receiveAll(connection, SMALL_FROM_PEER, signal);
       await sending;
       const info = c.peerCloses ? await connection.closed : await connection.close();
@@ -226,6 +227,7 @@ Deno.test("interop over WebSocket: the Node peer speaks section 12 to aesm's ser
       const sending = (async () => {
         for (const m of fromAesm) await connection.send(expand(m));
       })();
+      sending.catch(() => {}); // awaited below, after the receiving
       // aesm's application reads nothing until the peer has had to wait on its window.
       const early = await linesUntil(peer, "windowFull");
       await receiveAll(connection, fromPeer, signal);

@@ -1,6 +1,8 @@
 // Copyright 2026 the aesm authors. MIT license.
 // An independent aesm wire-protocol peer, written from PROTOCOL.md and the Noise Protocol
-// Framework (revision 34) alone. Plain Node.js, no dependencies: node:crypto and node:net.
+// Framework (revision 34) alone; its WebSocket client from PROTOCOL.md section 12, RFC 6455 and
+// the WHATWG WebSocket API alone. Plain Node.js, no dependencies: node:crypto, node:net and the
+// global WebSocket (Node 22+, or Node 20 with --experimental-websocket).
 //
 //   node tests/interop/peer.mjs '<json>'
 //
@@ -11,14 +13,25 @@
 //         extras? (Ping, extension records and an empty frame around messages), finImmediately?
 //         (FIN right after our Close record, without waiting for the other side's),
 //         paramsExtra? (reserved bytes appended to the parameters), maxMessageSize?, timeoutMs?,
+//         summarize? (report received messages by size and SHA-256, not their bytes),
+//         over WebSocket (client role): url? (ws://...: WebSocket instead of TCP), subprotocols?
+//         (offered; default ["aesm.v1.window", "aesm.v1"]), holdReading? (read nothing until the
+//         server has filled our window, or sent nothing for 1 s),
 //         and to break the protocol on purpose: protocolByte? (in the preamble), message1Length?
 //         (cut or pad message 1), acceptanceType? (server: the acceptance's frame type),
-//         stallBeforeMessage3? (client: read message 2, then send nothing) }
+//         stallBeforeMessage3? (client: read message 2, then send nothing), badWindowUpdate?
+//         (a text message sent after the handshake: a string, or { excess: n } for a credit n
+//         bytes over what the server has outstanding), emptyBinaryMessage? (one, after the
+//         handshake) }
 // message: { text } | { base64 } | { gen: "binary", size, seed } | { gen: "text", count, seed }
 // (see generate(): large messages are generated, as argv is too small to carry them).
-// Output, one JSON line each: the port (server role, first line), { connected } after the
-// handshake, every received message { type, data (base64 for binary), sentAt }, { refused } when
-// refused, and last { closed: { clean, code } } (code: that of the Close record received, or -1).
+// Output, one JSON line each: the port (server role, first line), { opened: { protocol } } when
+// a WebSocket opens, { connected } after the handshake, every received message { type, data
+// (base64 for binary), sentAt } (with summarize: { type, size, sha256, sentAt }), { refused } when
+// refused, over WebSocket { windowFull } the first time the window stops a write, { heldReading }
+// and { window } (what the window saw: see webSocketStream), and last { closed: { clean, code } }
+// (code: that of the Close record received, or -1; over WebSocket also webSocket: { code,
+// reason }, the close event's).
 import {
   createCipheriv,
   createDecipheriv,
@@ -402,6 +415,7 @@ function webSocketStream(ws) {
     peerClosed: () => (peerClosed = true),
     destroy: () => ws.readyState <= WebSocket.OPEN && ws.close(1000),
     afterHandshake() {
+      if (cfg.emptyBinaryMessage) ws.send(new Uint8Array(0)), out({ sentEmptyBinaryMessage: true });
       const bad = cfg.badWindowUpdate; // on purpose: a string, or { excess: n } over the window
       if (bad === undefined) return;
       const text = typeof bad === "string"
@@ -426,7 +440,9 @@ function webSocketStream(ws) {
       out({ heldReading: { uncredited: w.received - w.creditedToPeer, by } });
     }),
     async settle(result) {
-      await Promise.race([closing, sleep(5000)]);
+      let timer;
+      await Promise.race([closing, new Promise((resolve) => (timer = setTimeout(resolve, 5000)))]);
+      clearTimeout(timer);
       out({ window: w });
       const webSocket = closeEvent ?? { code: null, reason: "" };
       const reset = result.clean && !FIN_CODES.includes(webSocket.code);
