@@ -280,3 +280,67 @@ Deno.test("interop over WebSocket: aesm fails a connection on a bad text message
     });
   }
 });
+
+/**
+ * A stand-in server, not aesm: Deno's WebSocket selecting `protocol`, which answers the peer's
+ * first binary message (the preamble and message 1) with the text message `text`, then closes
+ * if `closeAfter`. Returns the close code it saw, and the peer's output.
+ */
+async function standIn(
+  protocol: string | undefined,
+  text: string,
+  { closeAfter = false } = {},
+): Promise<{ code: number; lines: Line[]; stderr: string }> {
+  const closed = Promise.withResolvers<number>();
+  await using http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request, { protocol });
+    socket.onmessage = (event) => {
+      if (typeof event.data !== "string") socket.send(text);
+      if (closeAfter) socket.close(1000);
+    };
+    socket.onclose = (event) => closed.resolve(event.code);
+    return response;
+  });
+  await using peer = new Peer({
+    url: `ws://127.0.0.1:${http.addr.port}/`,
+    role: "client",
+    app: APP,
+  }, LIMIT_MS);
+  const { lines, stderr } = await peer.rest<Line>();
+  return { code: await closed.promise, lines, stderr };
+}
+
+Deno.test("interop over WebSocket: the peer checks the window updates it receives", async (t) => {
+  // The peer's first message is the preamble (16 bytes) and message 1 (3 + 32): 51 bytes out.
+  const cases: { protocol?: string; text: string; code: number; why: string }[] = [
+    { protocol: "aesm.v1.window", text: "0", code: 4002, why: "a zero credit" },
+    { protocol: "aesm.v1.window", text: "051", code: 4002, why: "a leading zero" },
+    { protocol: "aesm.v1.window", text: "5x", code: 4002, why: "another character" },
+    { protocol: "aesm.v1.window", text: "52", code: 4002, why: "a credit over the 51 bytes out" },
+    { protocol: "aesm.v1", text: "5", code: 4003, why: "a text message under aesm.v1" },
+  ];
+  for (const c of cases) {
+    await t.step(`${c.why}: the peer fails the connection with ${c.code}`, async () => {
+      const { code, lines, stderr } = await standIn(c.protocol, c.text);
+      // Section 12 asks for 1002 (1003); the WebSocket API lets an application send 1000 or
+      // 3000 to 4999 only, so the peer sends 4002 (4003).
+      assert.equal(code, c.code, JSON.stringify(lines) + stderr);
+      assert.equal(lines.find((line) => line.window)?.window?.failedWith, c.code);
+      assert.equal(lines.at(-1)?.closed?.clean, false);
+    });
+  }
+  await t.step("no subprotocol selected: the connection fails before it opens", async () => {
+    const { code, lines, stderr } = await standIn(undefined, "5");
+    const context = JSON.stringify(lines) + stderr;
+    assert.ok(!lines.some((line) => line.opened), context); // Node's WebSocket fails it first
+    assert.notEqual(code, 1000, context);
+    assert.equal(lines.at(-1)?.closed?.clean, false, context);
+  });
+  await t.step("a credit of exactly the 51 bytes out is taken", async () => {
+    const { lines, stderr } = await standIn("aesm.v1.window", "51", { closeAfter: true });
+    const w = lines.find((line) => line.window)?.window;
+    assert.equal(w?.failedWith, null, JSON.stringify(lines) + stderr);
+    assert.equal(w?.credited, 51);
+    assert.equal(w?.updatesReceived, 1);
+  });
+});

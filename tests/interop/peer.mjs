@@ -370,7 +370,14 @@ function webSocketStream(ws) {
     };
   });
   opened.catch(() => {});
-  ws.onerror = () => log("WebSocket error"); // a close event follows
+  ws.onerror = (event) => {
+    log("WebSocket error:", event.message);
+    // Node 20's WebSocket fires no close event after failing its opening handshake (as when
+    // the server selects no subprotocol): end here what the close event would have ended.
+    if (w.protocol === null && !closeEvent) {
+      ws.onclose({ code: 1006, reason: `failed: ${event.message}` });
+    }
+  };
   ws.onmessage = ({ data }) => {
     if (failure) return;
     if (typeof data === "string") {
