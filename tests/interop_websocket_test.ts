@@ -73,7 +73,7 @@ type Line = {
     clean: boolean;
     code: number;
     error?: string;
-    webSocket?: { code: number | null; reason: string };
+    webSocket?: { code: number | null; reason: string; started?: "us" | "them" };
   };
 };
 type Output = { lines: Line[]; code: number; stderr: string };
@@ -130,8 +130,16 @@ async function receiveAll(connection: Connection, script: Wire[], signal: AbortS
   }
 }
 
-/** Checks the peer's output: the subprotocol, aesm's messages intact, a clean close. */
-async function checkPeer(output: Output, protocol: string, script: Wire[]): Promise<WindowStats> {
+/**
+ * Checks the peer's output: the subprotocol, aesm's messages intact, a clean close whose
+ * WebSocket close handshake the first closer started (section 12: the answering side does not).
+ */
+async function checkPeer(
+  output: Output,
+  protocol: string,
+  script: Wire[],
+  peerClosed: boolean,
+): Promise<WindowStats> {
   const { lines, code, stderr } = output;
   const context = JSON.stringify(lines.filter((line) => !line.type)) + stderr;
   assert.deepEqual(lines[0], { opened: { protocol } }, context);
@@ -145,11 +153,12 @@ async function checkPeer(output: Output, protocol: string, script: Wire[]): Prom
     assert.equal(messages[i].sha256, await sha256(bytesOf(expected)), `message ${i}: content`);
   }
   const closed = lines.at(-1)?.closed;
-  assert.deepEqual(
-    closed,
-    { clean: true, code: 0, webSocket: { code: 1000, reason: "" } },
-    context,
-  );
+  const started = peerClosed ? "us" : "them";
+  assert.deepEqual(closed, {
+    clean: true,
+    code: 0,
+    webSocket: { code: 1000, reason: "", started },
+  }, context);
   assert.equal(code, 0, context);
   const window = lines.find((line) => line.window)?.window;
   assert.ok(window, context);
@@ -200,7 +209,7 @@ Deno.test("interop over WebSocket: the Node peer speaks section 12 to aesm's ser
       await receiveAll(connection, SMALL_FROM_PEER, signal);
       await sending;
       const info = c.peerCloses ? await connection.closed : await connection.close();
-      const w = await checkPeer(await peer.rest<Line>(), c.selected, SMALL_FROM_AESM);
+      const w = await checkPeer(await peer.rest<Line>(), c.selected, SMALL_FROM_AESM, c.peerCloses);
       assert.equal(info.clean, true, info.message);
       assert.equal(info.reason, "normal");
       assert.equal(info.by, c.peerCloses ? "remote" : "local");
@@ -235,7 +244,7 @@ Deno.test("interop over WebSocket: the Node peer speaks section 12 to aesm's ser
       const info = await connection.closed;
       const output = await peer.rest<Line>();
       output.lines.unshift(...early);
-      const w = await checkPeer(output, "aesm.v1.window", fromAesm);
+      const w = await checkPeer(output, "aesm.v1.window", fromAesm, true);
       assert.equal(info.clean, true, info.message);
       checkWindow(w);
       const held = output.lines.find((line) => line.heldReading)?.heldReading;

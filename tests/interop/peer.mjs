@@ -303,6 +303,7 @@ function webSocketStream(ws) {
   let readSinceUpdate = 0;
   let peerClosed = false; // the peer's Close record has been read: it sends nothing more
   let closeEvent = null;
+  let closeStarted = null; // who sent the first WebSocket Close frame: "us" or "them"
   let failure = null;
   const waiting = []; // writers waiting for a window update or the end
   const wakeWriters = () => (waiting.splice(0).forEach((wake) => wake()), undefined);
@@ -320,19 +321,15 @@ function webSocketStream(ws) {
     w.updatesSent++;
     readSinceUpdate = 0;
   }
-  // Fails the connection. The WebSocket API lets an application close with 1000 or 3000 to
-  // 4999 only (WHATWG close(), step 1), so section 12's 1002 and 1003 go out as 4002 and 4003.
+  // Fails the connection with section 12's code: a client sends it plus 3000 (4002 for 1002),
+  // as the WebSocket API lets an application close with 1000 or 3000 to 4999 only.
   function fail(code, why) {
     if (failure) return;
     failure = why;
     log("failing the WebSocket:", code, why);
-    try {
-      ws.close(code, why);
-      w.failedWith = code;
-    } catch {
-      ws.close(code + 3000, why);
-      w.failedWith = code + 3000;
-    }
+    closeStarted ??= "us";
+    ws.close(code + 3000, why);
+    w.failedWith = code + 3000;
     reader.end(new Error(why));
     wakeWriters();
   }
@@ -361,7 +358,8 @@ function webSocketStream(ws) {
       resolve();
     };
     ws.onclose = (event) => {
-      closeEvent = { code: event.code, reason: event.reason };
+      closeStarted ??= "them";
+      closeEvent = { code: event.code, reason: event.reason, started: closeStarted };
       const fin = FIN_CODES.includes(event.code);
       reader.end(fin ? null : new Error(`the WebSocket closed with code ${event.code}`));
       wakeWriters();
@@ -415,12 +413,17 @@ function webSocketStream(ws) {
   return {
     reader,
     write,
-    end: () => tail.catch(() => {}).then(() => ws.readyState <= WebSocket.OPEN && ws.close(1000)),
-    // No window update after the peer's Close record: nothing more will come to credit, and a
-    // text message that reaches a WebSocket after it sent its Close frame can cost a clean close
-    // (Deno's WebSocket then ends with code 0).
+    // FIN (section 12): A starts the close handshake once it has read B's Close record; B, whose
+    // Close record answered A's, does not, and waits for A's (its WebSocket answers it).
+    end: ({ answering = false } = {}) =>
+      tail.catch(() => {}).then(() => {
+        if (answering || ws.readyState > WebSocket.OPEN) return;
+        closeStarted ??= "us";
+        ws.close(1000);
+      }),
+    // No window update after the peer's Close record: nothing more will come to credit.
     peerClosed: () => (peerClosed = true),
-    destroy: () => ws.readyState <= WebSocket.OPEN && ws.close(1000),
+    destroy: () => ws.readyState <= WebSocket.OPEN && (closeStarted ??= "us", ws.close(1000)),
     afterHandshake() {
       if (cfg.emptyBinaryMessage) ws.send(new Uint8Array(0)), out({ sentEmptyBinaryMessage: true });
       const bad = cfg.badWindowUpdate; // on purpose: a string, or { excess: n } over the window
@@ -627,13 +630,14 @@ async function transport(stream, { send, recv, peerMax }) {
   let closing = null;
   let closeArrived;
   const closeReceived = new Promise((resolve) => (closeArrived = resolve));
-  const close = (code) =>
+  // answering: we are B, whose Close record answers the other side's (section 8).
+  const close = (code, answering = false) =>
     closing ??= sending.then(async () => {
       await sendFrame(record(4, Buffer.concat([Buffer.from([code]), Buffer.from("peer done")])));
       if (!cfg.finImmediately) {
         await Promise.race([closeReceived, new Promise((r) => setTimeout(r, 5000).unref())]);
       }
-      await end();
+      await end({ answering });
     });
   if (cfg.closeAfter === 0) close(0);
 
@@ -735,7 +739,7 @@ async function transport(stream, { send, recv, peerMax }) {
     } catch (error) {
       return protocolError(error.message, error.closeCode);
     }
-    if (closeCode !== null) await close(0); // answers the Close, or finishes our own
+    if (closeCode !== null) await close(0, !closing); // answers the Close, or finishes our own
   }
 }
 
