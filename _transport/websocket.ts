@@ -20,6 +20,7 @@
  * @module
  */
 
+import { ProtocolError } from "../errors.ts";
 import type { Transport } from "./transport.ts";
 
 /** The WebSocket subprotocol without flow control. */
@@ -158,8 +159,14 @@ export class WebSocketTransport implements Transport {
     if (this.#ended || this.#error !== undefined) return;
     if (typeof data === "string" && this.#windowed) return this.#credited(data);
     if (!(data instanceof ArrayBuffer)) {
-      this.#fail(new Error("Cannot read: a text WebSocket message (aesm sends binary ones only)"));
+      this.#fail(
+        new ProtocolError("Cannot read: a text WebSocket message under aesm.v1 (binary ones only)"),
+      );
       return this.#abort(1003);
+    }
+    if (data.byteLength === 0) {
+      this.#fail(new ProtocolError("Cannot read: an empty binary WebSocket message"));
+      return this.#abort(1002);
     }
     this.#chunks.push(new Uint8Array(data));
     this.#unread += data.byteLength;
@@ -180,7 +187,7 @@ export class WebSocketTransport implements Transport {
     if (credit === 0 || credit > this.#uncredited) {
       const shown = text.length > 20 ? `${text.slice(0, 20)}...` : text;
       this.#fail(
-        new Error(
+        new ProtocolError(
           `Cannot read: a window update must credit 1 to ${this.#uncredited} bytes, got ${
             JSON.stringify(shown)
           }`,

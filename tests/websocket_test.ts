@@ -563,14 +563,16 @@ Deno.test("A server chooses aesm.v1.window when offered, aesm.v1 otherwise, and 
   assert.match(await response.text(), /neither the aesm\.v1\.window nor the aesm\.v1 subprotocol/);
 });
 
-Deno.test("A window update that is not a count of bytes sent and uncredited fails the connection", async () => {
+const EMPTY = new Uint8Array(0);
+
+Deno.test("A window update that is not a count of bytes sent and uncredited, or an empty message, fails the connection", async () => {
   await using server = await ServerNetwork.listen({
     hostname: HOST,
     port: 0,
     webSocket: {},
     handshakeTimeout: 2000,
   });
-  for (const update of ["abc", "0", "007", "-1", "1.5", " 1", "1", String(2 ** 40)]) {
+  for (const update of ["abc", "0", "007", "-1", "1.5", " 1", "1", String(2 ** 40), EMPTY]) {
     const socket = new WebSocket(wsUrl(server), WINDOW_SUBPROTOCOL);
     const closed = new Promise<CloseEvent>((resolve) =>
       socket.addEventListener("close", resolve as (event: Event) => void)
@@ -579,7 +581,8 @@ Deno.test("A window update that is not a count of bytes sent and uncredited fail
       new Promise((resolve) => socket.addEventListener("open", resolve, { once: true })),
       "a raw WebSocket",
     );
-    // The server has sent nothing yet: even "1" credits more than it sent.
+    // The server has sent nothing yet: even "1" credits more than it sent. An
+    // empty binary message is a protocol error too.
     socket.send(update);
     const event = await within(closed, `the close after ${JSON.stringify(update)}`);
     assert.equal(event.code, 1002, `update ${JSON.stringify(update)}`);
