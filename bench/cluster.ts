@@ -21,9 +21,9 @@
 import { type Message, messages, wallClock } from "./_control.ts";
 import { formatNumber, median } from "./_stats.ts";
 import { generateClusterKey } from "../cluster.ts";
+import { NatsServer } from "../examples/_nats_server.ts";
 
 const PEER = new URL("./_cluster_peer.ts", import.meta.url).pathname;
-const HOST = "127.0.0.1";
 const quick = Deno.args.includes("--quick");
 const CLIENTS = quick ? 200 : 1000;
 const BROADCASTS = quick ? 96 : 384; // A multiple of 1, 2 and 4 processes, so every share is equal.
@@ -88,36 +88,6 @@ class Proc implements AsyncDisposable {
   }
 }
 
-function freePort(): number {
-  using listener = Deno.listen({ hostname: HOST, port: 0 });
-  return listener.addr.port;
-}
-
-async function startNats(): Promise<{ port: number; child: Deno.ChildProcess }> {
-  const port = freePort();
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command(natsServer(), {
-      args: ["-a", HOST, "-p", String(port)],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-  } catch (error) {
-    throw new Error("Cannot bench: nats-server is missing (apt-get install nats-server)", {
-      cause: error,
-    });
-  }
-  for (let i = 0; i < 400; i++) {
-    try {
-      (await Deno.connect({ hostname: HOST, port })).close();
-      return { port, child };
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-  }
-  throw new Error("Cannot bench: nats-server did not start");
-}
-
 interface Row {
   processes: number;
   latency: number[];
@@ -125,7 +95,8 @@ interface Row {
 }
 
 async function measure(processes: number): Promise<Row> {
-  const nats = await startNats();
+  const nats = new NatsServer();
+  await nats.start();
   const key = Array.from(generateClusterKey(), (b) => b.toString(16).padStart(2, "0")).join("");
   try {
     await using stack = new AsyncDisposableStack();
@@ -165,8 +136,7 @@ async function measure(processes: number): Promise<Row> {
     for (const node of nodes) await node.next("sent");
     return { processes, latency, throughputMs: (done.at as number) - start };
   } finally {
-    nats.child.kill("SIGTERM");
-    await nats.child.status;
+    await nats.stop();
   }
 }
 
@@ -194,16 +164,4 @@ for (const row of rows) {
       formatNumber((BROADCASTS * CLIENTS) / seconds)
     } | ${cluster} |`,
   );
-}
-
-/** Where nats-server is: on the PATH, or in /usr/sbin (Debian's place, not on every user's PATH). */
-function natsServer(): string {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    try {
-      if (dir !== "" && Deno.statSync(`${dir}/nats-server`).isFile) return `${dir}/nats-server`;
-    } catch {
-      // Not in this one.
-    }
-  }
-  return "/usr/sbin/nats-server";
 }

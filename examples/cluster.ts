@@ -12,6 +12,7 @@
 
 import { generateClusterKey, ServerNetwork, toHex } from "./_demo_deps.ts";
 import { NatsCluster } from "../cluster/nats.ts";
+import { freePort, NatsServer } from "./_nats_server.ts";
 
 const HOST = "127.0.0.1";
 
@@ -50,17 +51,12 @@ async function worker(id: string, port: number, nats: string): Promise<void> {
 
 async function main(): Promise<void> {
   const [workers = 2, port = 7072, seconds = 300] = Deno.args.map(Number);
-  let natsProcess: Deno.ChildProcess | undefined;
+  let natsServer: NatsServer | undefined;
   let nats = Deno.env.get("AESM_NATS");
   if (nats === undefined) {
-    const natsPort = freePort();
-    natsProcess = new Deno.Command(natsServer(), {
-      args: ["-a", HOST, "-p", String(natsPort)],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    nats = `${HOST}:${natsPort}`;
-    await waitForPort(natsPort);
+    natsServer = new NatsServer();
+    await natsServer.start();
+    nats = natsServer.address;
   }
   const shared = port === 0 ? freePort() : port;
   const key = toHex(generateClusterKey());
@@ -92,35 +88,5 @@ async function main(): Promise<void> {
     await child.stdin.close().catch(() => {});
     await child.status;
   }));
-  natsProcess?.kill("SIGTERM");
-  await natsProcess?.status;
-}
-
-function freePort(): number {
-  using listener = Deno.listen({ hostname: HOST, port: 0 });
-  return listener.addr.port;
-}
-
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    try {
-      (await Deno.connect({ hostname: HOST, port })).close();
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-  }
-  throw new Error(`Cannot reach nats-server on ${HOST}:${port}`);
-}
-
-/** Where nats-server is: on the PATH, or in /usr/sbin (Debian's place, not on every user's PATH). */
-function natsServer(): string {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    try {
-      if (dir !== "" && Deno.statSync(`${dir}/nats-server`).isFile) return `${dir}/nats-server`;
-    } catch {
-      // Not in this one.
-    }
-  }
-  return "/usr/sbin/nats-server";
+  await natsServer?.stop();
 }

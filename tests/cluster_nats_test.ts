@@ -6,6 +6,7 @@ import { ClientNetwork } from "../client.ts";
 import { generateClusterKey } from "../cluster.ts";
 import { NatsCluster } from "../cluster/nats.ts";
 import { connect } from "npm:@nats-io/transport-node@3.4.0";
+import { freePort, NatsServer } from "../examples/_nats_server.ts";
 import { HOST, within } from "./_network.ts";
 
 const NODES = 3;
@@ -23,61 +24,6 @@ async function until(done: () => boolean, what: string, ms = 20_000): Promise<vo
   while (!done()) {
     if (Date.now() > deadline) assert.fail(`Timed out after ${ms} ms waiting for ${what}`);
     await delay(POLL_MS);
-  }
-}
-
-function freePort(): number {
-  using listener = Deno.listen({ hostname: HOST, port: 0 });
-  return listener.addr.port;
-}
-
-/** A nats-server on loopback, started and stopped by the test. */
-class Nats {
-  readonly port: number;
-  #args: string[];
-  #child: Deno.ChildProcess | undefined;
-
-  constructor(port: number, args: string[] = []) {
-    this.port = port;
-    this.#args = args;
-  }
-
-  async start(): Promise<void> {
-    try {
-      this.#child = new Deno.Command(natsServer(), {
-        args: ["-a", HOST, "-p", String(this.port), ...this.#args],
-        stdin: "null",
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
-    } catch (error) {
-      throw new Error(
-        "Cannot start nats-server: install it (apt-get install nats-server); .ci/run does",
-        { cause: error },
-      );
-    }
-    const deadline = Date.now() + 10_000;
-    while (true) {
-      try {
-        (await Deno.connect({ hostname: HOST, port: this.port })).close();
-        return;
-      } catch (error) {
-        if (Date.now() > deadline) throw error;
-        await delay(POLL_MS);
-      }
-    }
-  }
-
-  async stop(): Promise<void> {
-    const child = this.#child;
-    this.#child = undefined;
-    if (child === undefined) return;
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Gone already.
-    }
-    await child.status;
   }
 }
 
@@ -195,7 +141,7 @@ Deno.test({
   sanitizeResources: true,
 }, async (t) => {
   const key = generateClusterKey();
-  const nats = new Nats(freePort());
+  const nats = new NatsServer();
   await nats.start();
   const nodes: Node[] = [];
   const members: Member[] = [];
@@ -292,7 +238,7 @@ Deno.test({
     await t.step("NATS restarted: the cluster heals and says so in the activity log", async () => {
       const live = nodes.slice(0, 2);
       const from = live.map((n) => n.events.length);
-      await nats.stop();
+      await nats.stop("SIGKILL");
       for (const [i, node] of live.entries()) {
         await node.event(
           (e) => e.activity === "cluster-down",
@@ -320,7 +266,7 @@ Deno.test({
       await m.reading;
     }));
     await Promise.all(nodes.map((node) => node[Symbol.asyncDispose]()));
-    await nats.stop();
+    await nats.stop("SIGKILL");
   }
 });
 
@@ -338,7 +284,7 @@ Deno.test("NatsCluster.connect() rejects when no NATS answers, and checks its op
 });
 
 Deno.test("NatsCluster.connect() signs in with the user and password NATS asks for", async () => {
-  const nats = new Nats(freePort(), ["--user", "aesm", "--pass", "s3cret"]);
+  const nats = new NatsServer(freePort(), ["--user", "aesm", "--pass", "s3cret"]);
   await nats.start();
   try {
     const servers = `${HOST}:${nats.port}`;
@@ -350,18 +296,6 @@ Deno.test("NatsCluster.connect() signs in with the user and password NATS asks f
     });
     await adapter.close();
   } finally {
-    await nats.stop();
+    await nats.stop("SIGKILL");
   }
 });
-
-/** Where nats-server is: on the PATH, or in /usr/sbin (Debian's place, not on every user's PATH). */
-function natsServer(): string {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    try {
-      if (dir !== "" && Deno.statSync(`${dir}/nats-server`).isFile) return `${dir}/nats-server`;
-    } catch {
-      // Not in this one.
-    }
-  }
-  return "/usr/sbin/nats-server";
-}
