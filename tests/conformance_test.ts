@@ -15,6 +15,7 @@ import type { CipherState } from "../cipher.ts";
 import { HandshakeState } from "../handshake.ts";
 import { ServerNetwork, type ServerOptions } from "../server.ts";
 import {
+  CLOSE_CODES,
   closeQuietly,
   closeRecord,
   concat,
@@ -188,7 +189,7 @@ async function transportAnswer(
       const { close } = await within(raw.readToEnd(), 5000, "the server's answer");
       await raw.conn.closeWrite().catch(() => {}); // The FIN a clean close waits for.
       const end = await watch.end(raw.localAddress);
-      const name = Object.entries(CLOSE_NAMES).find(([, code]) => code === close)?.[0];
+      const name = Object.entries(CLOSE_CODES).find(([, code]) => code === close)?.[0];
       assert.equal(end.reason, name, `the server reports what it sent: ${end.message}`);
       return `Close \`${name}\``;
     } finally {
@@ -196,15 +197,6 @@ async function transportAnswer(
     }
   });
 }
-
-const CLOSE_NAMES = {
-  normal: 0,
-  shutdown: 1,
-  "protocol-error": 2,
-  "message-too-large": 3,
-  timeout: 4,
-  "internal-error": 5,
-} as const;
 
 const plaintextAnswer = (...plaintexts: Uint8Array[]) =>
   transportAnswer({}, async (raw) => {
@@ -589,7 +581,7 @@ const SCENARIOS: Record<string, Scenario> = {
         const { close } = await within(raw.readToEnd(), 5000, "the server's answer");
         assert.equal((await watch.end(raw.localAddress)).reason, "protocol-error");
         assert.equal(side.data.length, 0, "nothing after the cap is delivered");
-        return `Close \`${Object.entries(CLOSE_NAMES).find(([, c]) => c === close)?.[0]}\``;
+        return `Close \`${Object.entries(CLOSE_CODES).find(([, c]) => c === close)?.[0]}\``;
       } finally {
         raw.close();
       }
@@ -703,7 +695,7 @@ const SCENARIOS: Record<string, Scenario> = {
           parseFrame(answer!).body,
         );
         assert.equal(plaintext[0], RecordType.Close);
-        assert.equal(plaintext[3], CLOSE_NAMES.normal, "the answer is a Close normal");
+        assert.equal(plaintext[3], CLOSE_CODES.normal, "the answer is a Close normal");
         await raw.sendPlaintext(new Uint8Array(0));
         const { frames } = await within(raw.reader.drain(), 5000, "the end");
         assert.equal(frames.length, 0, "nothing more is sent");
