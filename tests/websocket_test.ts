@@ -165,6 +165,52 @@ function tamperingRelay(
   });
 }
 
+/** An edit that flips a bit of the stream's byte at `position`. */
+function flip(position: number): (offset: number, bytes: Uint8Array) => void {
+  return (offset, bytes) => {
+    const at = position - offset;
+    if (at >= 0 && at < bytes.length) bytes[at] ^= 0x40;
+  };
+}
+
+/** An edit that cuts the stream before its byte at `position`. */
+function cut(position: number): (offset: number, bytes: Uint8Array) => number | undefined {
+  return (offset, bytes) => {
+    const at = position - offset;
+    return at >= 0 && at < bytes.length ? at : undefined;
+  };
+}
+
+/**
+ * One client session to `server` through a relay that makes `edit` to what
+ * the client sends: the client sends `message` and waits for its end. Returns
+ * the server's record of it: `refused`, or `disconnected` after `connected`.
+ */
+async function tamperedSession(
+  server: ServerNetwork,
+  edit: (offset: number, bytes: Uint8Array) => number | void,
+  message: string,
+  handshakeTimeout: number,
+  what: string,
+): Promise<ActivityRecord> {
+  await using relay = tamperingRelay(wsUrl(server), edit);
+  try {
+    await using client = await ClientNetwork.connect({
+      url: `ws://${HOST}:${relay.addr.port}/`,
+      reconnect: false, // One session per case: a reconnect would take the tampered path again.
+      handshakeTimeout,
+      closeTimeout: 500,
+    });
+    await client.send(message);
+    await within(client.closed, `the client's end after ${what}`);
+  } catch {
+    // The handshake caught it.
+  }
+  const record = await within(server.activity.receive(), `the server's record of ${what}`);
+  assert.ok(record !== undefined, `no record of ${what}`);
+  return record.event === "connected" ? await activityOf(server, "disconnected") : record;
+}
+
 Deno.test("Flipping any byte the client sends over WebSocket is caught, and nothing forged is delivered", async () => {
   await using server = await ServerNetwork.listen({
     hostname: HOST,
@@ -177,31 +223,14 @@ Deno.test("Flipping any byte the client sends over WebSocket is caught, and noth
   const positions = [0, 5, 9, 15, 16, 30, 50, 51, 90, 121, 122, 140];
   const outcomes = new Set<string>();
   for (const position of positions) {
-    await using relay = tamperingRelay(wsUrl(server), (offset, bytes) => {
-      const at = position - offset;
-      if (at >= 0 && at < bytes.length) bytes[at] ^= 0x40;
-    });
-    const url = `ws://${HOST}:${relay.addr.port}/`;
-    try {
-      await using client = await ClientNetwork.connect({
-        url,
-        reconnect: false, // One session per case: a reconnect would take the tampered path again.
-        handshakeTimeout: 500,
-        closeTimeout: 500,
-      });
-      await client.send(secret);
-      await within(client.closed, `the client's end after a flip at ${position}`);
-    } catch {
-      // The handshake caught it.
-    }
-    let record = await within(server.activity.receive(), `the server's record of ${position}`);
-    if (record?.event === "connected") {
+    const what = `a flip at ${position}`;
+    const record = await tamperedSession(server, flip(position), secret, 500, what);
+    if (record.event === "disconnected") {
       assert.ok(position >= 122, `a flip at ${position} passed the handshake`);
-      record = await activityOf(server, "disconnected");
       assert.equal(record.reason, "protocol-error", `a flip at ${position}`);
       assert.equal(record.clean, false);
     } else {
-      assert.equal(record?.event, "refused", `a flip at ${position}`);
+      assert.equal(record.event, "refused", `a flip at ${position}`);
       assert.ok(position < 122, `a flip at ${position} ended the handshake`);
     }
     outcomes.add(`${record.event}:${record.reason}`);
@@ -226,10 +255,7 @@ Deno.test("Flipping any byte the server sends over WebSocket is caught by the cl
       handshakeTimeout: 500,
       closeTimeout: 500,
     });
-    await using relay = tamperingRelay(wsUrl(server), (offset, bytes) => {
-      const at = position - offset;
-      if (at >= 0 && at < bytes.length) bytes[at] ^= 0x40;
-    }, "s2c");
+    await using relay = tamperingRelay(wsUrl(server), flip(position), "s2c");
     const url = `ws://${HOST}:${relay.addr.port}/`;
     const delivered: unknown[] = [];
     let outcome: string;
@@ -267,32 +293,15 @@ Deno.test("A client stream over WebSocket cut at any point is reported as trunca
   // Within the preamble, message 1, message 3, and the message's frame.
   const positions = [0, 8, 16, 40, 51, 100, 122, 130];
   for (const position of positions) {
-    await using relay = tamperingRelay(wsUrl(server), (offset, bytes) => {
-      const at = position - offset;
-      return at >= 0 && at < bytes.length ? at : undefined;
-    });
-    const url = `ws://${HOST}:${relay.addr.port}/`;
-    try {
-      await using client = await ClientNetwork.connect({
-        url,
-        reconnect: false, // One session per case: a reconnect would take the tampered path again.
-        handshakeTimeout: 1000,
-        closeTimeout: 500,
-      });
-      await client.send("cut short");
-      await within(client.closed, `the client's end after a cut at ${position}`);
-    } catch {
-      // The handshake was cut.
-    }
-    let record = await within(server.activity.receive(), `the server's record of ${position}`);
-    if (record?.event === "connected") {
+    const what = `a cut at ${position}`;
+    const record = await tamperedSession(server, cut(position), "cut short", 1000, what);
+    if (record.event === "disconnected") {
       assert.ok(position >= 122, `a cut at ${position} passed the handshake`);
-      record = await activityOf(server, "disconnected");
       assert.deepEqual([record.reason, record.clean], ["truncated", false], `a cut at ${position}`);
     } else {
-      assert.equal(record?.event, "refused", `a cut at ${position}`);
+      assert.equal(record.event, "refused", `a cut at ${position}`);
       assert.ok(position < 122, `a cut at ${position} ended the handshake`);
-      assert.equal(record?.reason, "aborted", `a cut at ${position}`);
+      assert.equal(record.reason, "aborted", `a cut at ${position}`);
     }
   }
   const nothing = await server.receive({ signal: AbortSignal.timeout(50) }).catch(() => undefined);
