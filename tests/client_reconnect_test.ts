@@ -4,7 +4,7 @@
 // forged refusal, sends during an outage, and close() while it waits.
 import assert from "node:assert/strict";
 import type { ActivityRecord } from "../activity.ts";
-import { ClientNetwork } from "../client.ts";
+import { ClientNetwork, type ClientOptions } from "../client.ts";
 import { encodeRefuse } from "../_connection/establish.ts";
 import { MAX_DELAY } from "../_client/reconnect.ts";
 import {
@@ -71,6 +71,22 @@ function restartablePort(): number {
     }
   }
   throw new Error("Cannot find a free port from 20000 to 31999 in 200 tries");
+}
+
+/**
+ * The outage the reconnect tests start from: a server on a port that can be
+ * listened on again, a client of it with `options(server)`, then the server
+ * stopped. The server keeps its key in `keyFile`, if given.
+ */
+async function outage(
+  options: (first: ServerNetwork) => Omit<ClientOptions, "hostname" | "port">,
+  keyFile?: string,
+): Promise<{ port: number; client: ClientNetwork }> {
+  const first = await ServerNetwork.listen({ hostname: HOST, port: restartablePort(), keyFile });
+  const { port } = first;
+  const client = await ClientNetwork.connect({ hostname: HOST, port, ...options(first) });
+  await within(first.stop(), "the first server to stop");
+  return { port, client };
 }
 
 /** The port and public key (hex) a server process prints. */
@@ -186,15 +202,11 @@ Deno.test("ClientNetwork.send() and flush() during an outage wait for the next c
   const dir = await Deno.makeTempDir();
   const keyFile = `${dir}/server.key`;
   try {
-    const first = await ServerNetwork.listen({ hostname: HOST, port: restartablePort(), keyFile });
-    const { port } = first;
-    await using client = await ClientNetwork.connect({
-      hostname: HOST,
-      port,
+    const { port, client: reconnecting } = await outage((first) => ({
       serverPublicKey: first.publicKey,
       reconnect: { initialDelay: 10, maxDelay: 100 },
-    });
-    await within(first.stop(), "the first server to stop");
+    }), keyFile);
+    await using client = reconnecting;
     await recordsUntil(client, "disconnected");
     const bytes = new Uint8Array([1, 2, 3]);
     const sends = [client.send("one"), client.send(bytes), client.send("three")];
@@ -250,15 +262,10 @@ Deno.test("ClientNetwork.close() during a backoff wait ends at once and what wai
 });
 
 Deno.test("ClientNetwork gives up at once when a restarted server's key is not the pinned one (key-rejected), and says how to keep the key", async () => {
-  const first = await ServerNetwork.listen({ hostname: HOST, port: restartablePort() }); // No key file.
-  const { port } = first;
-  const client = await ClientNetwork.connect({
-    hostname: HOST,
-    port,
+  const { port, client } = await outage((first) => ({ // No key file: a new key on restart.
     serverPublicKey: first.publicKey,
     reconnect: { initialDelay: 10, maxDelay: 100 },
-  });
-  await within(first.stop(), "the first server to stop");
+  }));
   await using second = await ServerNetwork.listen({ hostname: HOST, port }); // A new key.
   const sending = client.send("lost");
   const info = await within(client.closed, "the client to give up");
@@ -285,14 +292,9 @@ Deno.test("ClientNetwork gives up at once when a restarted server's key is not t
 });
 
 Deno.test("ClientNetwork waits maxDelay after each unauthenticated Refuse frame that cannot heal, and gives up after three in a row", async () => {
-  const first = await ServerNetwork.listen({ hostname: HOST, port: restartablePort() });
-  const { port } = first;
-  const client = await ClientNetwork.connect({
-    hostname: HOST,
-    port,
+  const { port, client } = await outage(() => ({
     reconnect: { initialDelay: 10, maxDelay: 40, maxAttempts: 500 },
-  });
-  await within(first.stop(), "the first server to stop");
+  }));
   await using second = await ServerNetwork.listen({ hostname: HOST, port, applicationName: "b" });
   const info = await within(client.closed, "the client to give up");
 
@@ -317,15 +319,11 @@ Deno.test("ClientNetwork does not give up on one forged Refuse frame: it reports
   const dir = await Deno.makeTempDir();
   const keyFile = `${dir}/server.key`;
   try {
-    const first = await ServerNetwork.listen({ hostname: HOST, port: restartablePort(), keyFile });
-    const { port } = first;
-    await using client = await ClientNetwork.connect({
-      hostname: HOST,
-      port,
+    const { port, client: reconnecting } = await outage((first) => ({
       serverPublicKey: first.publicKey,
       reconnect: { initialDelay: 10, maxDelay: 100 },
-    });
-    await within(first.stop(), "the first server to stop");
+    }), keyFile);
+    await using client = reconnecting;
     {
       // Someone on the path answers one attempt with a refusal: nothing authenticates it.
       using forger = Deno.listen({ hostname: HOST, port });
