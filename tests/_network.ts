@@ -264,52 +264,59 @@ export class LineReader {
   }
 }
 
-/** A `deno eval` subprocess whose output the test reads line by line, killed with SIGKILL on dispose. */
-export class Subprocess implements AsyncDisposable {
-  #child: Deno.ChildProcess;
+/** A child process, one of whose outputs the test reads line by line; killed with SIGKILL on dispose. */
+export class Child implements AsyncDisposable {
+  readonly child: Deno.ChildProcess;
   #lines: LineReader;
-  #killed = false;
+  #gone = false;
 
-  constructor(code: string) {
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["eval", code],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-    }).spawn();
-    this.#lines = new LineReader(this.#child.stdout, "The child");
+  constructor(child: Deno.ChildProcess, output: ReadableStream<Uint8Array>, who: string) {
+    this.child = child;
+    this.#lines = new LineReader(output, who);
   }
 
-  /** The next line the child prints. */
-  line(what: string): Promise<string> {
-    return this.#lines.line(what);
+  /** The next line of its output; fails if none comes within `ms`. */
+  line(what: string, ms?: number): Promise<string> {
+    return this.#lines.line(what, ms);
   }
 
-  /** Sends the child SIGTERM (a graceful stop) and waits, bounded, for it to exit. */
-  async terminate(): Promise<Deno.CommandStatus> {
-    this.#child.kill("SIGTERM");
-    let status: Deno.CommandStatus;
-    try {
-      status = await within(this.#child.status, "the child to exit on SIGTERM", 30_000);
-    } catch (error) {
-      await this.kill();
-      throw error;
-    }
-    this.#killed = true;
-    await this.#lines.cancel();
-    return status;
-  }
-
-  /** Kills the child at once, as a crash would, and waits for it to be gone. */
+  /** Kills the child at once, as a crash would, and waits for it to be gone. Idempotent. */
   async kill(): Promise<void> {
-    if (this.#killed) return;
-    this.#killed = true;
-    this.#child.kill("SIGKILL");
-    await this.#child.status;
+    if (this.#gone) return;
+    this.#gone = true;
+    try {
+      this.child.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+    await this.child.status;
     await this.#lines.cancel();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.kill();
+  }
+}
+
+/** A `deno eval` subprocess whose output the test reads line by line, killed with SIGKILL on dispose. */
+export class Subprocess extends Child {
+  constructor(code: string) {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["eval", code],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    super(child, child.stdout, "The child");
+  }
+
+  /** Sends the child SIGTERM (a graceful stop) and waits, bounded, for it to exit. */
+  async terminate(): Promise<Deno.CommandStatus> {
+    this.child.kill("SIGTERM");
+    try {
+      return await within(this.child.status, "the child to exit on SIGTERM", 30_000);
+    } finally {
+      await this.kill(); // Stops reading; a child that did not exit is killed.
+    }
   }
 }

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readKeyFile } from "../key_file.ts";
-import { LineReader, within } from "./_network.ts";
+import { Child, within } from "./_network.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -43,28 +43,26 @@ async function aesm(
 }
 
 /** A long-running command (listen, receive): its stderr read line by line, killed at the end. */
-class Running implements AsyncDisposable {
-  readonly child: Deno.ChildProcess;
+class Running extends Child {
   readonly stderrLines: string[] = [];
   #piped: boolean;
-  #stderr: LineReader;
 
   constructor(args: string[], options: { stdin?: boolean; stdout?: boolean } = {}) {
-    this.child = new Deno.Command(Deno.execPath(), {
+    const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", CLI, ...args],
       env: {},
       stdin: options.stdin ? "piped" : "null",
       stdout: options.stdout ? "piped" : "null",
       stderr: "piped",
     }).spawn();
+    super(child, child.stderr, "The command");
     this.#piped = options.stdout ?? false;
-    this.#stderr = new LineReader(this.child.stderr, "The command");
   }
 
   /** The next stderr line. */
-  async line(what: string): Promise<string> {
+  override async line(what: string): Promise<string> {
     try {
-      const line = await this.#stderr.line(what);
+      const line = await super.line(what);
       this.stderrLines.push(line);
       return line;
     } catch (error) {
@@ -89,14 +87,8 @@ class Running implements AsyncDisposable {
     return { address, port, key };
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.child.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
-    await this.child.status;
-    await this.#stderr.cancel();
+  override async [Symbol.asyncDispose](): Promise<void> {
+    await super[Symbol.asyncDispose]();
     if (this.#piped) await this.child.stdout.cancel().catch(() => {});
   }
 }

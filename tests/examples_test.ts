@@ -2,38 +2,21 @@
 // The examples run as a user runs them: real processes, real signals.
 import assert from "node:assert/strict";
 import { ClientNetwork } from "../client.ts";
-import { bounded, LineReader, within } from "./_network.ts";
+import { bounded, Child, within } from "./_network.ts";
 
 const EXAMPLES = new URL("../examples/", import.meta.url);
 
 /** An example started with `deno run -A`, its stdout read line by line. */
-class Example implements AsyncDisposable {
-  readonly child: Deno.ChildProcess;
-  #lines: LineReader;
-
+class Example extends Child {
   constructor(file: string, args: string[], env: Record<string, string> = {}, stdin = false) {
-    this.child = new Deno.Command(Deno.execPath(), {
+    const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", new URL(file, EXAMPLES).pathname, ...args],
       env,
       stdin: stdin ? "piped" : "null",
       stdout: "piped",
       stderr: "null",
     }).spawn();
-    this.#lines = new LineReader(this.child.stdout, "The example");
-  }
-
-  line(what: string): Promise<string> {
-    return this.#lines.line(what);
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.child.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
-    await this.child.status;
-    await this.#lines.cancel();
+    super(child, child.stdout, "The example");
   }
 }
 

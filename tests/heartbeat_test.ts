@@ -4,80 +4,39 @@ import assert from "node:assert/strict";
 import { ClientNetwork } from "../client.ts";
 import { BufferFullError, ConnectionClosedError } from "../errors.ts";
 import { ServerNetwork } from "../server.ts";
-import { activityOf, bounded, HOST, within } from "./_network.ts";
+import { activityOf, bounded, HOST, Subprocess, within } from "./_network.ts";
 
 const SERVER = new URL("../server.ts", import.meta.url).href;
 const CLIENT = new URL("../client.ts", import.meta.url).href;
 const TIMING = { heartbeatInterval: 200, idleTimeout: 1000 };
 
-/** A Deno child running `code`, whose first stdout line is returned by `ready`. */
-class Child implements AsyncDisposable {
-  readonly process: Deno.ChildProcess;
-  readonly ready: Promise<string>;
-
-  constructor(code: string) {
-    const process = new Deno.Command(Deno.execPath(), {
-      args: ["eval", code],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    this.process = process;
-    this.ready = (async () => {
-      const reader = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      let text = "";
-      while (!text.includes("\n")) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error("The child ended before it was ready");
-        text += value;
-      }
-      reader.releaseLock();
-      return text.slice(0, text.indexOf("\n"));
-    })();
-  }
-
-  signal(signal: Deno.Signal): void {
-    this.process.kill(signal);
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.process.kill("SIGKILL");
-    } catch {
-      // Gone already.
-    }
-    await this.process.status;
-    await this.process.stdout.cancel().catch(() => {});
-  }
-}
-
 Deno.test("a server notices a frozen (SIGSTOP) client within idleTimeout and logs idle-timeout", async () => {
   await using server = await ServerNetwork.listen({ hostname: HOST, port: 0, ...TIMING });
-  await using child = new Child(`
+  await using child = new Subprocess(`
     import { ClientNetwork } from "${CLIENT}";
     const client = await ClientNetwork.connect({ hostname: "${HOST}", port: ${server.port},
       heartbeatInterval: 200, idleTimeout: 1000 });
     console.log(client.localAddress);
     await client.closed;`);
-  const address = await within(child.ready, "the child to connect");
+  const address = await child.line("the child to connect");
   const connection = await server.accept(bounded());
   assert.equal(connection.address, address);
-  child.signal("SIGSTOP");
+  child.child.kill("SIGSTOP");
   const info = await within(connection.closed, "the frozen client to be noticed", 10_000);
   assert.deepEqual([info.reason, info.clean, info.by], ["idle-timeout", false, "local"]);
   const record = await activityOf(server, "disconnected");
   assert.deepEqual([record.address, record.reason, record.clean], [address, "idle-timeout", false]);
-  child.signal("SIGCONT");
+  child.child.kill("SIGCONT");
 });
 
 Deno.test("a client notices a frozen (SIGSTOP) server within idleTimeout and reports idle-timeout", async () => {
-  await using child = new Child(`
+  await using child = new Subprocess(`
     import { ServerNetwork } from "${SERVER}";
     const server = await ServerNetwork.listen({ hostname: "${HOST}", port: 0,
       heartbeatInterval: 200, idleTimeout: 1000 });
     console.log(server.port);
     for await (const packet of server) void packet;`);
-  const port = Number(await within(child.ready, "the child to listen"));
+  const port = Number(await child.line("the child to listen"));
   // Reconnecting off: the client's closed then tells how its one connection ended.
   await using client = await ClientNetwork.connect({
     hostname: HOST,
@@ -85,11 +44,11 @@ Deno.test("a client notices a frozen (SIGSTOP) server within idleTimeout and rep
     reconnect: false,
     ...TIMING,
   });
-  child.signal("SIGSTOP");
+  child.child.kill("SIGSTOP");
   const info = await within(client.closed, "the frozen server to be noticed", 10_000);
   assert.deepEqual([info.reason, info.clean], ["idle-timeout", false]);
   await assert.rejects(client.send("late"), ConnectionClosedError);
-  child.signal("SIGCONT");
+  child.child.kill("SIGCONT");
 });
 
 Deno.test("an idle connection with heartbeats on both sides outlives several idle timeouts", async () => {

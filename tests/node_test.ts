@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { ClientNetwork } from "../client.ts";
 import { ServerNetwork } from "../server.ts";
-import { bounded, HOST, LineReader } from "./_network.ts";
+import { bounded, Child, HOST } from "./_network.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const PEER = new URL("node/peer.mjs", import.meta.url).pathname;
@@ -33,33 +33,20 @@ function hex(bytes: Uint8Array): string {
 }
 
 /** A peer process; its stdout is JSON lines. */
-class Peer implements AsyncDisposable {
-  readonly child: Deno.ChildProcess;
-  #lines: LineReader;
-
+class Peer extends Child {
   constructor(runtime: string[], args: string[]) {
-    this.child = new Deno.Command("npx", {
+    const child = new Deno.Command("npx", {
       args: [...runtime, PEER, ...args],
       stdout: "piped",
       stderr: "null",
       env: { NODE_NO_WARNINGS: "1" },
     }).spawn();
-    this.#lines = new LineReader(this.child.stdout, "The peer");
+    super(child, child.stdout, "The peer");
   }
 
   async json(what: string): Promise<Record<string, unknown>> {
     // The first run of a runtime downloads it from npm.
-    return JSON.parse(await this.#lines.line(what, 120_000));
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.child.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
-    await this.child.status;
-    await this.#lines.cancel();
+    return JSON.parse(await this.line(what, 120_000));
   }
 }
 
