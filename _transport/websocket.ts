@@ -115,18 +115,10 @@ export class WebSocketTransport implements Transport {
   }
 
   async write(bytes: Uint8Array): Promise<void> {
-    // A connection whose reading is paused learns of an overflow here (a heartbeat at the latest).
-    if (this.#error !== undefined) throw this.#error;
-    if (this.#writeClosed) throw new Error("Cannot write: this side has ended its output");
-    if (this.#socket.readyState !== WebSocket.OPEN) {
-      throw new Error("Cannot write: the WebSocket is closed");
-    }
+    this.#checkWritable();
     while (this.#windowed && this.#uncredited >= WINDOW) {
       await new Promise<void>((resolve) => (this.#wakeWriter = resolve));
-      if (this.#error !== undefined) throw this.#error;
-      if (this.#socket.readyState !== WebSocket.OPEN) {
-        throw new Error("Cannot write: the WebSocket closed");
-      }
+      this.#checkWritable();
     }
     this.#socket.send(bytes);
     this.#uncredited += bytes.length;
@@ -134,9 +126,16 @@ export class WebSocketTransport implements Transport {
     // that reads nothing stalls the writer (and its write timeout) here.
     while (this.#socket.bufferedAmount > MAX_QUEUED) {
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-      if (this.#socket.readyState !== WebSocket.OPEN) {
-        throw new Error("Cannot write: the WebSocket closed");
-      }
+      this.#checkWritable();
+    }
+  }
+
+  #checkWritable(): void {
+    // A connection whose reading is paused learns of an overflow here (a heartbeat at the latest).
+    if (this.#error !== undefined) throw this.#error;
+    if (this.#writeClosed) throw new Error("Cannot write: this side has ended its output");
+    if (this.#socket.readyState !== WebSocket.OPEN) {
+      throw new Error("Cannot write: the WebSocket is closed");
     }
   }
 

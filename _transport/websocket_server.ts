@@ -37,23 +37,17 @@ export function upgradeRequest(
   if (typeof Deno === "undefined") {
     throw new TypeError("Cannot upgrade to WebSocket: a WebSocket server needs Deno");
   }
-  const chosen = chooseSubprotocol(request);
-  const refused = typeof chosen === "string" ? undefined : chosen;
-  if (refused !== undefined) {
-    const opened = Promise.reject(new Error(refused.statusText));
+  const subprotocol = chooseSubprotocol(request);
+  if (subprotocol instanceof Response) {
+    const opened = Promise.reject(new Error(subprotocol.statusText));
     opened.catch(() => {});
-    return { response: refused, opened };
+    return { response: subprotocol, opened };
   }
   // The address is gone from the request once it is upgraded.
   const hostname = info?.remoteAddr.hostname ?? "";
   const remoteAddress = info ? hostPort(hostname, info.remoteAddr.port) : "";
-  const { socket, response } = Deno.upgradeWebSocket(request, { protocol: chosen as string });
-  const ends = () => ({
-    remoteAddress,
-    remoteHostname: hostname,
-    localAddress,
-    subprotocol: chosen as string,
-  });
+  const { socket, response } = Deno.upgradeWebSocket(request, { protocol: subprotocol });
+  const ends = () => ({ remoteAddress, remoteHostname: hostname, localAddress, subprotocol });
   const controller = new AbortController();
   const stop = () => controller.abort(signal.reason);
   const timer = setTimeout(
